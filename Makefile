@@ -1,0 +1,40 @@
+# camexp: every target sets itself up (a virtual environment in .venv with the pinned stack).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+## make install: create .venv with the pinned, tested versions (constraints.txt)
+install: $(STAMP)
+
+## make demo: train the small CAM network on the embedded synthetic data (CPU), test it, draw its maps
+demo: $(STAMP)
+	$(PY) -m camexp.train
+
+## make test: the whole test suite, slow end-to-end runs included
+test: $(STAMP)
+	$(PY) -m pytest
+
+## make test-fast: the unit tests only
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+## make lint: ruff
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
+
+## make bench: speed comparisons printed as ratios measured side by side
+bench: $(STAMP)
+	$(PY) bench/bench_training.py
+	@if [ -f bench/bench_localization.py ]; then $(PY) bench/bench_localization.py; fi
+
+clean:
+	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache

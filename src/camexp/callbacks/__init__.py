@@ -1,0 +1,1 @@
+"""Lightning callbacks: CAM pictures and localization metrics."""

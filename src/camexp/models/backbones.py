@@ -1,0 +1,179 @@
+"""Convolutional trunks cut where CAM needs them (PAPER.md sections 1.2 and 2).
+
+Each trunk is built from torchvision's own definition, so torchvision's ImageNet state dicts
+load into it under torchvision's parameter names, and then cut:
+
+- ``vgg16``: VGG16 up to conv5_3 + ReLU (pool5 and the FC layers removed): 14x14 at 224.
+- ``googlenet``: GoogLeNet up to inception4e (maxpool4 and after removed): 14x14 at 224.
+- ``alexnet``: AlexNet up to conv5 + ReLU (pool5 removed): 13x13 at 224.
+- ``resnet50`` / ``resnet18``: every stage, with layer4 at stride 1 (no dilation): 14x14.
+- ``inception_v3``: up to Mixed_6e, with Mixed_6a at stride 1 (and padding 1, so it keeps
+  the resolution, as the field's CAM code does): 25x25 at 224.
+- ``tiny``: a small VGG-style net trained from scratch, for CPU demos and tests: stride 8.
+
+AlexNet* is AlexNet with two extra convolutions before the head: that lives in the head
+(``head.num_convs=3``, see ``conf/model/alexnet_star_gap.yaml``), not here.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision import models as tvm
+from torchvision.models._api import WeightsEnum
+from torchvision.models.inception import InceptionB
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """How to build one trunk.
+
+    ``make_classifier`` returns the full torchvision network with torchvision's parameter
+    names (ImageNet state dicts load into it); ``cut`` turns it into the trunk.
+    """
+
+    name: str
+    make_classifier: Callable[[], nn.Module]
+    cut: Callable[[nn.Module], nn.Sequential]
+    out_channels: int
+    stride: int
+    imagenet_weights: WeightsEnum | None
+
+
+class TransformInput(nn.Module):
+    """Map ImageNet-normalized input to the [-1, 1] scaling that Google's weights expect.
+
+    torchvision's GoogLeNet and InceptionV3 do this inside ``forward`` when their ImageNet
+    weights are loaded (``transform_input=True``); the cut trunk must keep doing it.
+    """
+
+    mean = (0.485, 0.456, 0.406)
+    std = (0.229, 0.224, 0.225)
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = torch.tensor(self.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 0.5
+        shift = (torch.tensor(self.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) - 0.5) / 0.5
+        return x * scale + shift
+
+
+class InceptionBStride1(InceptionB):
+    """InceptionV3's Mixed_6a with stride 1 and padding 1: keeps 25x25 at 224 input.
+
+    Same parameters as torchvision's ``InceptionB`` (its weights load unchanged); only the
+    strides of its two 3x3 convolutions and of its max-pool change.
+    """
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__(in_channels)
+        for conv in (self.branch3x3.conv, self.branch3x3dbl_3.conv):
+            conv.stride = (1, 1)
+            conv.padding = (1, 1)
+
+    def _forward(self, x: Tensor) -> list[Tensor]:
+        branch3x3 = self.branch3x3(x)
+        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        branch_pool = F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+        return [branch3x3, branch3x3dbl, branch_pool]
+
+
+def _children(model: nn.Module, names: list[str]) -> nn.Sequential:
+    """An ``nn.Sequential`` of ``model``'s named children, keeping their names (and so the
+    state-dict keys) so that torchvision checkpoints and ours speak the same language."""
+    return nn.Sequential(OrderedDict((name, getattr(model, name)) for name in names))
+
+
+def _cut_vgg16(model: nn.Module) -> nn.Sequential:
+    # features[29] is the ReLU after conv5_3; features[30] is pool5.
+    return nn.Sequential(OrderedDict(features=model.features[:30]))
+
+
+def _cut_alexnet(model: nn.Module) -> nn.Sequential:
+    # features[11] is the ReLU after conv5; features[12] is pool5.
+    return nn.Sequential(OrderedDict(features=model.features[:12]))
+
+
+def _cut_googlenet(model: nn.Module) -> nn.Sequential:
+    names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b",
+             "maxpool3", "inception4a", "inception4b", "inception4c", "inception4d", "inception4e"]
+    trunk = _children(model, names)
+    if model.transform_input:
+        trunk = nn.Sequential(OrderedDict([("transform_input", TransformInput()), *trunk.named_children()]))
+    return trunk
+
+
+def _cut_resnet(model: nn.Module) -> nn.Sequential:
+    first_block = model.layer4[0]
+    conv_with_stride = first_block.conv2 if hasattr(first_block, "conv3") else first_block.conv1
+    conv_with_stride.stride = (1, 1)
+    first_block.downsample[0].stride = (1, 1)
+    return _children(model, ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"])
+
+
+def _cut_inception_v3(model: nn.Module) -> nn.Sequential:
+    stride1 = InceptionBStride1(288)
+    stride1.load_state_dict(model.Mixed_6a.state_dict())
+    model.Mixed_6a = stride1
+    names = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
+             "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a",
+             "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"]
+    trunk = _children(model, names)
+    if model.transform_input:
+        trunk = nn.Sequential(OrderedDict([("transform_input", TransformInput()), *trunk.named_children()]))
+    return trunk
+
+
+class TinyNet(nn.Module):
+    """A small VGG-style net (conv-BN-ReLU stages, max-pool between them), stride 8.
+
+    Not a torchvision model: it exists so the demo and the tests train in minutes on a CPU.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 128)) -> None:
+        super().__init__()
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        in_channels = 3
+        for index, width in enumerate(widths):
+            if index > 0:
+                layers[f"pool{index}"] = nn.MaxPool2d(2)
+            layers[f"conv{index + 1}"] = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+            layers[f"bn{index + 1}"] = nn.BatchNorm2d(width)
+            layers[f"relu{index + 1}"] = nn.ReLU(inplace=True)
+            in_channels = width
+        self.features = nn.Sequential(layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+
+def _googlenet() -> nn.Module:
+    # aux_logits=True so that torchvision's state dict (which has aux1/aux2) loads strictly.
+    return tvm.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=True)
+
+
+def _inception_v3() -> nn.Module:
+    return tvm.inception_v3(weights=None, aux_logits=True, transform_input=True, init_weights=True)
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in [
+        BackboneSpec("vgg16", lambda: tvm.vgg16(weights=None), _cut_vgg16, 512, 16,
+                     tvm.VGG16_Weights.IMAGENET1K_V1),
+        BackboneSpec("googlenet", _googlenet, _cut_googlenet, 832, 16,
+                     tvm.GoogLeNet_Weights.IMAGENET1K_V1),
+        BackboneSpec("alexnet", lambda: tvm.alexnet(weights=None), _cut_alexnet, 256, 16,
+                     tvm.AlexNet_Weights.IMAGENET1K_V1),
+        BackboneSpec("resnet50", lambda: tvm.resnet50(weights=None), _cut_resnet, 2048, 16,
+                     tvm.ResNet50_Weights.IMAGENET1K_V1),
+        BackboneSpec("resnet18", lambda: tvm.resnet18(weights=None), _cut_resnet, 512, 16,
+                     tvm.ResNet18_Weights.IMAGENET1K_V1),
+        BackboneSpec("inception_v3", _inception_v3, _cut_inception_v3, 768, 8,
+                     tvm.Inception_V3_Weights.IMAGENET1K_V1),
+        BackboneSpec("tiny", TinyNet, lambda model: _children(model, ["features"]), 128, 8, None),
+    ]
+}

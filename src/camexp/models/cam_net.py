@@ -1,0 +1,176 @@
+"""The CAM network: trunk -> head convolutions -> global pooling -> linear (PAPER.md 1.1).
+
+With ``f_k(x, y)`` the head's output and ``w_k^c`` the linear weights, the class score is
+``S_c = sum_k w_k^c * pool_{x,y} f_k(x, y) + b_c`` and the class activation map is
+``M_c(x, y) = sum_k w_k^c * f_k(x, y)``. With GAP, ``S_c = mean(M_c) + b_c`` exactly, so one
+forward pass gives both the classification and the maps.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Literal, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from camexp.models.backbones import BACKBONES
+from camexp.models.weights import (
+    WeightsError,
+    download_imagenet_state_dict,
+    load_trunk_state,
+    read_state_dict,
+)
+
+Pool = Literal["gap", "gmp"]
+POOLS = ("gap", "gmp")
+
+
+class CAMOutput(NamedTuple):
+    """What one forward pass gives: logits (B, num_classes), the head's feature maps
+    (B, C, h, w) and, for the requested classes, their CAMs (B, K, h, w)."""
+
+    logits: Tensor
+    features: Tensor
+    cams: Tensor | None
+
+
+class GlobalPool(nn.Module):
+    """Global average (GAP) or max (GMP) pooling over the spatial axes: (B, C, h, w) -> (B, C)."""
+
+    def __init__(self, kind: Pool) -> None:
+        super().__init__()
+        if kind not in POOLS:
+            raise ValueError(f"model.pool={kind!r} is not a pooling; use one of {POOLS}.")
+        self.kind = kind
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.mean(dim=(2, 3)) if self.kind == "gap" else x.amax(dim=(2, 3))
+
+    def extra_repr(self) -> str:
+        return self.kind
+
+
+def head_convs(in_channels: int, num_convs: int, width: int) -> nn.Sequential:
+    """The layers added on top of the trunk: ``num_convs`` x (conv 3x3, stride 1, pad 1, ReLU)."""
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    for index in range(num_convs):
+        conv = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1)
+        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+        layers[f"conv{index + 1}"] = conv
+        layers[f"relu{index + 1}"] = nn.ReLU(inplace=True)
+        in_channels = width
+    return nn.Sequential(layers)
+
+
+class CAMNet(nn.Module):
+    """A classifier whose last feature maps go straight into global pooling and one linear layer.
+
+    Args:
+        arch: trunk name, a key of ``camexp.models.backbones.BACKBONES``.
+        num_classes: output classes.
+        pool: ``"gap"`` (CAM) or ``"gmp"`` (Oquab et al.'s global max pooling).
+        head_num_convs: conv 3x3 layers added on the trunk (1 in the paper; 3 gives AlexNet*,
+            0 pools the trunk's maps directly as the field's ResNet50).
+        head_width: units of each added conv (1024 in the paper).
+        pretrained: load torchvision's ImageNet weights into the trunk.
+        weights_path: a local state dict (torchvision's, or a whole CAMNet's); wins over
+            ``pretrained``.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        pool: Pool = "gap",
+        head_num_convs: int = 1,
+        head_width: int = 1024,
+        pretrained: bool = False,
+        weights_path: str | Path | None = None,
+    ) -> None:
+        super().__init__()
+        if arch not in BACKBONES:
+            raise ValueError(f"model.arch={arch!r} is unknown; use one of {sorted(BACKBONES)}.")
+        spec = BACKBONES[arch]
+        self.arch = arch
+
+        self.trunk = spec.cut(spec.make_classifier())
+        external = read_state_dict(weights_path) if weights_path else None
+        is_camnet_file = external is not None and any(k.startswith("trunk.") for k in external)
+        if external is not None and not is_camnet_file:
+            load_trunk_state(self.trunk, external, f"Weights file {weights_path}")
+        elif pretrained and external is None:
+            load_trunk_state(self.trunk, download_imagenet_state_dict(spec), str(spec.imagenet_weights))
+
+        self.head = head_convs(spec.out_channels, head_num_convs, head_width)
+        self.pool = GlobalPool(pool)
+        self.classifier = nn.Linear(head_width if head_num_convs else spec.out_channels, num_classes)
+        nn.init.normal_(self.classifier.weight, 0.0, 0.01)
+        nn.init.zeros_(self.classifier.bias)
+
+        if is_camnet_file:
+            self._load_camnet_state(external, weights_path)
+
+    def features(self, images: Tensor) -> Tensor:
+        """(B, 3, H, W) normalized images -> (B, C, h, w) maps ``f_k`` that feed the pooling."""
+        return self.head(self.trunk(images))
+
+    def classify(self, features: Tensor) -> Tensor:
+        """(B, C, h, w) -> (B, num_classes) logits."""
+        return self.classifier(self.pool(features))
+
+    def cams(self, features: Tensor, classes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
+        """Class activation maps ``M_c = sum_k w_k^c f_k`` (no bias, no ReLU, not normalized).
+
+        Args:
+            features: (B, C, h, w) from :meth:`features`.
+            classes: (B,) or (B, K) class indices.
+            size: if given, bilinearly upsample the maps to this (H, W), e.g. the input's.
+        Returns:
+            (B, K, h, w), or (B, K, H, W) with ``size``; K = 1 for (B,) classes.
+        """
+        if classes.dim() == 1:
+            classes = classes[:, None]
+        weights = self.classifier.weight[classes]  # (B, K, C)
+        maps = torch.einsum("bkc,bchw->bkhw", weights, features)
+        if size is not None:
+            maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+        return maps
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.classify(self.features(images))
+
+    def forward_with_cams(
+        self, images: Tensor, classes: Tensor | None = None, upsample: bool = False
+    ) -> CAMOutput:
+        """Logits and, for ``classes`` ((B,) or (B, K)), CAMs from the same forward pass."""
+        features = self.features(images)
+        logits = self.classify(features)
+        size = tuple(images.shape[-2:]) if upsample else None
+        cams = None if classes is None else self.cams(features, classes, size=size)
+        return CAMOutput(logits, features, cams)
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the layers added to the trunk: trained at a higher learning rate."""
+        return [*self.head.parameters(), *self.classifier.parameters()]
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        return list(self.trunk.parameters())
+
+    def _load_camnet_state(self, state: dict[str, Tensor], path: str | Path | None) -> None:
+        own = self.state_dict()
+        missing = [key for key in own if key not in state]
+        unexpected = [key for key in state if key not in own]
+        mismatched = [key for key in own if key in state and state[key].shape != own[key].shape]
+        if missing or unexpected or mismatched:
+            raise WeightsError(
+                f"Weights file {path} is a camexp network state dict, but it does not match "
+                f"model.arch={self.arch!r} with these head and class settings: missing "
+                f"{missing[:3]}, unexpected {unexpected[:3]}, other shape {mismatched[:3]}. Use the "
+                "same model config as the run that saved it."
+            )
+        self.load_state_dict(state, strict=True)
+

@@ -1,0 +1,125 @@
+"""The LightningModule: a :class:`~camexp.models.CAMNet` trained with image-level labels only.
+
+Fine-tuning as the field does it (PAPER.md 1.2): SGD with momentum 0.9, the layers added to
+the trunk at ``head_lr_mult`` times the trunk's learning rate, step or cosine decay.
+
+Validation and test steps return the logits and the head's feature maps of their single
+forward pass, so callbacks compute class activation maps without a second pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy
+
+from camexp.data.transforms import normalize_images
+from camexp.models import CAMNet
+
+SCHEDULERS = ("step", "cosine", "none")
+
+
+class CAMClassifier(L.LightningModule):
+    """Cross-entropy training of a GAP (or GMP) classifier; logs ``stage/metric`` names.
+
+    Args:
+        arch, num_classes, pool, pretrained, weights_path: see :class:`CAMNet`.
+        head: ``{"num_convs": int, "width": int}``, the layers added on the trunk.
+        optim: ``{"lr", "momentum", "nesterov", "weight_decay", "head_lr_mult"}``.
+        scheduler: ``{"name": "step"|"cosine"|"none", "step_size": epochs, "gamma": float}``.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        num_classes: int,
+        pool: str = "gap",
+        head: dict[str, int] | None = None,
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        optim: dict[str, Any] | None = None,
+        scheduler: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        head = {"num_convs": 1, "width": 1024, **(head or {})}
+        self.optim = {"lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
+                      "head_lr_mult": 10.0, **(optim or {})}
+        self.scheduler = {"name": "step", "step_size": 10, "gamma": 0.1, **(scheduler or {})}
+        if self.scheduler["name"] not in SCHEDULERS:
+            raise ValueError(
+                f"model.scheduler.name={self.scheduler['name']!r}; use one of {SCHEDULERS}."
+            )
+        self.net = CAMNet(
+            arch, num_classes, pool=pool, head_num_convs=head["num_convs"],
+            head_width=head["width"], pretrained=pretrained, weights_path=weights_path,
+        )
+        top_k = min(5, num_classes)
+        self.metrics = torch.nn.ModuleDict({
+            f"{stage}_{name}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
+            for stage in ("val", "test")
+            for name, k in (("acc_top1", 1), ("acc_top5", top_k))
+        })
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Logits for normalized images (B, 3, H, W)."""
+        return self.net(images)
+
+    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # Batches travel as uint8; normalize on the device, keep the pixels for pictures.
+        batch["input"] = normalize_images(batch["image"])
+        return batch
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        logits = self.net(batch["input"])
+        loss = F.cross_entropy(logits, batch["label"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=len(logits))
+        return loss
+
+    def _evaluate(self, batch: dict, stage: str) -> dict[str, Tensor]:
+        features = self.net.features(batch["input"])
+        logits = self.net.classify(features)
+        loss = F.cross_entropy(logits, batch["label"])
+        size = len(logits)
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
+        for name in ("acc_top1", "acc_top5"):
+            metric = self.metrics[f"{stage}_{name}"]
+            metric.update(logits, batch["label"])
+            self.log(f"{stage}/{name}", metric, on_epoch=True, prog_bar=name == "acc_top1",
+                     batch_size=size)
+        return {"logits": logits.detach(), "features": features.detach()}
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
+        return self._evaluate(batch, "test")
+
+    def configure_optimizers(self):
+        optim = self.optim
+        groups = [
+            {"params": self.net.trunk_parameters(), "lr": optim["lr"]},
+            {"params": self.net.new_parameters(), "lr": optim["lr"] * optim["head_lr_mult"]},
+        ]
+        optimizer = torch.optim.SGD(
+            [group for group in groups if group["params"]],
+            lr=optim["lr"], momentum=optim["momentum"], nesterov=optim["nesterov"],
+            weight_decay=optim["weight_decay"],
+        )
+        name = self.scheduler["name"]
+        if name == "none":
+            return optimizer
+        if name == "step":
+            scheduler = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=self.scheduler["step_size"], gamma=self.scheduler["gamma"]
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=max(1, self.trainer.max_epochs or 1)
+            )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

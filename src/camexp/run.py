@@ -1,0 +1,34 @@
+"""What train and eval share: build the trainer from the config, save the metrics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+
+def instantiate_group(group: DictConfig | None) -> list:
+    """Instantiate every ``_target_`` entry of a config group (callbacks, loggers)."""
+    if not group:
+        return []
+    return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def build_trainer(cfg: DictConfig) -> L.Trainer:
+    return instantiate(
+        cfg.trainer,
+        callbacks=instantiate_group(cfg.get("callbacks")),
+        logger=instantiate_group(cfg.get("logger")) or False,
+    )
+
+
+def save_metrics(metrics: dict, path: str | Path) -> dict[str, float]:
+    """Write the logged metrics as JSON (numbers only), for reports that need no logger."""
+    numbers = {key: float(value) for key, value in sorted(metrics.items())}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(numbers, indent=2) + "\n")
+    return numbers

@@ -1,0 +1,89 @@
+"""Draw class activation maps over their image, with ground-truth (and predicted) boxes.
+
+Importable without Lightning; uses matplotlib's Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+
+GT_COLOR = "#00ff00"
+
+
+def minmax(cam: np.ndarray) -> np.ndarray:
+    """Min-max normalize a map to [0, 1]; a constant map becomes all zeros (the field's rule)."""
+    cam = np.asarray(cam, dtype=np.float64)
+    low, high = cam.min(), cam.max()
+    return (cam - low) / (high - low) if high > low else np.zeros_like(cam)
+
+
+def heatmap_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend a jet-coloured map over an image.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        cam: (H, W) map in [0, 1] (use :func:`minmax` first).
+        alpha: weight of the heatmap.
+    Returns:
+        (H, W, 3) uint8 RGB.
+    """
+    colours = matplotlib.colormaps["jet"](np.clip(cam, 0.0, 1.0))[..., :3] * 255.0
+    return (alpha * colours + (1.0 - alpha) * image.astype(np.float64)).round().astype(np.uint8)
+
+
+def _draw_boxes(axis, boxes: np.ndarray, color: str, style: str = "-") -> None:
+    """Boxes (K, 4) as (x0, y0, x1, y1) pixel corners (inclusive convention)."""
+    for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
+        axis.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
+                                 edgecolor=color, linewidth=1.5, linestyle=style))
+
+
+def draw_cam_panel(
+    path: str | Path,
+    image: np.ndarray,
+    maps: Sequence[tuple[str, np.ndarray]],
+    gt_boxes: np.ndarray,
+    title: str = "",
+    pred_boxes: Sequence[Sequence[tuple[np.ndarray, str]]] | None = None,
+) -> Path:
+    """Save one row: the image with its ground-truth boxes, then each map overlaid.
+
+    Args:
+        path: PNG file to write.
+        image: (H, W, 3) uint8 RGB.
+        maps: (caption, (H, W) map in [0, 1]) per panel, e.g. the GT class and the top-k.
+        gt_boxes: (K, 4) ground-truth boxes, drawn on every panel in green.
+        title: a line above the row (image id, label, prediction).
+        pred_boxes: per map panel, a list of (box (4,), colour) to draw dashed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = 1 + len(maps)
+    figure, axes = plt.subplots(1, columns, figsize=(2.6 * columns, 2.9), squeeze=False)
+    axes = axes[0]
+    axes[0].imshow(image)
+    axes[0].set_title("image + GT box", fontsize=8)
+    _draw_boxes(axes[0], gt_boxes, GT_COLOR)
+    for column, (caption, cam) in enumerate(maps, start=1):
+        axes[column].imshow(heatmap_overlay(image, cam))
+        axes[column].set_title(caption, fontsize=8)
+        _draw_boxes(axes[column], gt_boxes, GT_COLOR)
+        if pred_boxes is not None:
+            for box, colour in pred_boxes[column - 1]:
+                _draw_boxes(axes[column], np.asarray(box)[None], colour, "--")
+    for axis in axes:
+        axis.set_axis_off()
+    if title:
+        figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
