@@ -1,0 +1,129 @@
+"""Training and evaluation through the real Hydra configs, on a tiny synthetic dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from camexp.config import ConfigError, validate
+from camexp.eval import evaluate
+from camexp.train import train
+from tests.conftest import TINY_SYNTHETIC, compose_config
+
+REPO = Path(__file__).resolve().parents[1]
+QUICK_FIT = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
+             "callbacks.cam_pictures.num_images=4", "trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_dir: Path) -> tuple[Path, dict]:
+    output_dir = tmp_path_factory.mktemp("run") / "train"
+    cfg = compose_config("train", TINY_SYNTHETIC + QUICK_FIT, output_dir, data_dir)
+    return output_dir, train(cfg)
+
+
+def test_train_writes_checkpoints_metrics_and_pictures(trained_run) -> None:
+    output_dir, metrics = trained_run
+    assert (output_dir / "checkpoints" / "last.ckpt").is_file()
+    assert len(list((output_dir / "checkpoints").glob("epoch_*.ckpt"))) == 1
+    saved = json.loads((output_dir / "metrics.json").read_text())
+    assert saved == pytest.approx(metrics)
+    for key in ("train/loss", "val/loss", "val/acc_top1", "val/acc_top5", "test/acc_top1",
+                "test/acc_top5", "test/loss"):
+        assert key in saved, key
+    assert 0.0 <= saved["test/acc_top1"] <= saved["test/acc_top5"] <= 1.0
+    pictures = sorted((output_dir / "cam_pictures").glob("*.png"))
+    assert len(pictures) == 4
+    assert pictures[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    csv_log = output_dir / "csv" / "metrics.csv"
+    assert "val/acc_top1" in csv_log.read_text().splitlines()[0]
+
+
+def test_eval_reproduces_the_test_metrics_of_the_best_checkpoint(trained_run, tmp_path, data_dir) -> None:
+    output_dir, metrics = trained_run
+    best = next((output_dir / "checkpoints").glob("epoch_*.ckpt"))
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={best}", "callbacks.cam_pictures.num_images=2",
+                                                   "trainer.enable_progress_bar=false"],
+                         tmp_path / "eval", data_dir)
+    results = evaluate(cfg)
+    assert results["test/acc_top1"] == pytest.approx(metrics["test/acc_top1"])
+    assert results["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
+    assert (tmp_path / "eval" / "metrics.json").is_file()
+    assert len(list((tmp_path / "eval" / "cam_pictures").glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("model", ["vgg_gap", "googlenet_gap", "alexnet_gap", "alexnet_star_gap",
+                                   "resnet50_gap", "inceptionv3_gap", "resnet18_gap", "tinynet_gap"])
+def test_every_model_config_builds(model: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [f"model={model}", "model.pretrained=false", "data=cub"],
+                         tmp_path / "run", tmp_path)
+    validate(cfg)
+    module = instantiate(cfg.model, _convert_="all")
+    assert module.net.classifier.out_features == 200
+    expected_convs = {"alexnet_star_gap": 3, "inceptionv3_gap": 2}.get(model, 1)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in module.net.head.modules()) == expected_convs
+
+
+def test_googlenet_gmp_is_a_config_override(tmp_path: Path) -> None:
+    cfg = compose_config("train", ["model=googlenet_gap", "model.pool=gmp", "model.pretrained=false"],
+                         tmp_path / "run", tmp_path)
+    module = instantiate(cfg.model, _convert_="all")
+    assert module.net.arch == "googlenet" and module.net.pool.kind == "gmp"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.pool=avg", "model.pool='avg' is not allowed; use one of ['gap', 'gmp']"),
+    ("model.arch=vgg19", "model.arch='vgg19' is not allowed"),
+    ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
+    ("model.scheduler.name=poly", "model.scheduler.name='poly' is not allowed"),
+])
+def test_bad_config_values_are_named(override: str, message: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", [override], tmp_path / "run", tmp_path)
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    assert message in str(error.value)
+
+
+def _cli(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", module, *overrides], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_missing_cub_stops_at_once_with_the_path_and_the_override(tmp_path: Path) -> None:
+    result = _cli("camexp.train", "model=vgg_gap", "data=cub", f"data.root={tmp_path}/CUB",
+                  cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{tmp_path}/CUB" in result.stderr and "does not exist" in result.stderr
+    assert "images.txt" in result.stderr and "data.root=" in result.stderr
+
+
+def test_eval_of_a_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    result = _cli("camexp.eval", f"ckpt_path={tmp_path}/none.ckpt", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "none.ckpt does not exist" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_trains_tests_and_draws_from_its_default_config(tmp_path: Path) -> None:
+    """The README's command with a smaller dataset: a real process, real run folder."""
+    result = _cli("camexp.train", *TINY_SYNTHETIC, "trainer.max_epochs=3", f"paths.data_dir={tmp_path}/data",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dirs = list((tmp_path / "outputs" / "train" / "runs").iterdir())
+    assert len(run_dirs) == 1
+    run = run_dirs[0]
+    assert f"Run folder: {run}" in result.stdout
+    assert f"CAM pictures: {run / 'cam_pictures'}" in result.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test/acc_top1"] > 0.1  # chance on 10 classes; 3 epochs of 40 images
+    assert len(list((run / "cam_pictures").glob("*.png"))) == 12
+    assert (tmp_path / "data" / "synthetic").is_dir()
