@@ -1,8 +1,12 @@
 """After testing, draw the class activation maps of a fixed set of test images.
 
 For each chosen image: the image with its ground-truth boxes, the CAM of the ground-truth
-class and the CAMs of the top predicted classes, from the test step's own forward pass.
-The images are spread evenly over the test split, so every run draws the same ones.
+class and the CAMs of the top predicted classes, from the test step's own forward pass,
+each resized and min-max normalized exactly as the localization metrics see it. With a
+:class:`~camexp.callbacks.localization.CAMLocalization` callback in the run, each map also
+shows its predicted box at the test split's best MaxBoxAcc threshold (the largest contour's
+box), coloured by its IoU with the ground truth. The images are spread evenly over the test
+split, so every run draws the same ones.
 """
 
 from __future__ import annotations
@@ -14,7 +18,23 @@ import lightning as L
 import numpy as np
 import torch
 
-from camexp.viz import draw_cam_panel, minmax
+from camexp.callbacks.localization import CAMLocalization
+from camexp.localization import box_iou, mask_boxes, normalize_map, quantize_map, threshold_levels
+from camexp.viz import draw_cam_panel
+
+# predicted box colour by IoU with the best-matching ground-truth box
+IOU_COLOURS = ((0.7, "#1e90ff"), (0.5, "#ffd700"), (0.3, "#ff8c00"), (0.0, "#ff2020"))
+
+
+def predicted_box(map01: np.ndarray, tau: float) -> np.ndarray:
+    """MaxBoxAcc's box for a normalized map at threshold ``tau``: the largest contour's box."""
+    quantized = quantize_map(map01)
+    level = threshold_levels(np.array([tau]), int(quantized.max()))[0]
+    return mask_boxes(quantized > level, multi_contour=False)[0]
+
+
+def iou_colour(iou: float) -> str:
+    return next(colour for bound, colour in IOU_COLOURS if iou >= bound)
 
 
 class CAMPictures(L.Callback):
@@ -51,8 +71,7 @@ class CAMPictures(L.Callback):
         top = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
         labels = batch["label"][rows_t]
         classes = torch.cat([labels[:, None], top.indices], dim=1)
-        size = tuple(batch["image"].shape[-2:])
-        cams = pl_module.net.cams(outputs["features"][rows_t], classes, size=size).float().cpu()
+        cams = pl_module.net.cams(outputs["features"][rows_t], classes).float().cpu()
         for position, row in enumerate(rows):
             self.samples.append({
                 "order": self.chosen[int(batch["index"][row])],
@@ -65,20 +84,33 @@ class CAMPictures(L.Callback):
                 "cams": cams[position].numpy(),
             })
 
-    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_test_end runs after every callback's on_test_epoch_end: the threshold is known.
+        localization = next((c for c in trainer.callbacks if isinstance(c, CAMLocalization)), None)
+        tau = localization.best_tau("test") if localization and localization.method == "cam" else None
         names = trainer.datamodule.class_names
         self.written = []
         for sample in sorted(self.samples, key=lambda s: s["order"]):
-            maps = [(f"GT: {names[sample['label']]}", minmax(sample["cams"][0]))]
-            maps += [
-                (f"top{rank}: {names[cls]} ({prob:.0%})", minmax(cam))
-                for rank, ((cls, prob), cam) in enumerate(
-                    zip(sample["top"], sample["cams"][1:], strict=True), start=1)
+            size = sample["image"].shape[:2]
+            captions = [f"GT: {names[sample['label']]}"] + [
+                f"top{rank}: {names[cls]} ({prob:.0%})"
+                for rank, (cls, prob) in enumerate(sample["top"], start=1)
             ]
+            maps, boxes = [], []
+            for caption, raw in zip(captions, sample["cams"], strict=True):
+                map01 = normalize_map(raw, size)
+                if tau is not None:
+                    box = predicted_box(map01, tau)
+                    iou = float(box_iou(box[None].astype(np.float64), sample["boxes"]).max())
+                    caption = f"{caption}\nbox IoU {iou:.2f} at tau {tau:.3f}"
+                    boxes.append([(box, iou_colour(iou))])
+                maps.append((caption, map01))
             stem = sample["image_id"].rsplit(".", 1)[0].replace("/", "__")
             path = self.output_dir / f"{sample['order']:03d}_{stem}.png"
             verdict = "right" if sample["top"][0][0] == sample["label"] else "wrong"
             title = f"{sample['image_id']}  (top-1 {verdict})"
-            self.written.append(draw_cam_panel(path, sample["image"], maps, sample["boxes"], title))
+            self.written.append(draw_cam_panel(path, sample["image"], maps, sample["boxes"], title,
+                                               pred_boxes=boxes or None))
+        self.samples = []
         if self.written and trainer.is_global_zero:
             print(f"CAM pictures: {self.output_dir.resolve()} ({len(self.written)} images)")

@@ -1,5 +1,5 @@
 """Pictures: class activation maps over images, with boxes."""
 
-from camexp.viz.cam_panels import draw_cam_panel, heatmap_overlay, minmax
+from camexp.viz.cam_panels import draw_cam_panel, heatmap_overlay
 
-__all__ = ["draw_cam_panel", "heatmap_overlay", "minmax"]
+__all__ = ["draw_cam_panel", "heatmap_overlay"]

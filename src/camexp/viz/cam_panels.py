@@ -18,19 +18,12 @@ from matplotlib.patches import Rectangle  # noqa: E402
 GT_COLOR = "#00ff00"
 
 
-def minmax(cam: np.ndarray) -> np.ndarray:
-    """Min-max normalize a map to [0, 1]; a constant map becomes all zeros (the field's rule)."""
-    cam = np.asarray(cam, dtype=np.float64)
-    low, high = cam.min(), cam.max()
-    return (cam - low) / (high - low) if high > low else np.zeros_like(cam)
-
-
 def heatmap_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
     """Blend a jet-coloured map over an image.
 
     Args:
         image: (H, W, 3) uint8 RGB.
-        cam: (H, W) map in [0, 1] (use :func:`minmax` first).
+        cam: (H, W) map in [0, 1] (e.g. from :func:`camexp.localization.normalize_map`).
         alpha: weight of the heatmap.
     Returns:
         (H, W, 3) uint8 RGB.

@@ -1,0 +1,225 @@
+"""Evaluate score maps as localizers during validation and test (PAPER.md 1.3 and 2).
+
+The maps come from the evaluation step's own forward pass: its head features times the
+linear weights (CAM), or, for ``method="backprop"``, the gradient of the class score with
+respect to the input pixels (Simonyan et al.), computed here with gradients switched on.
+
+Logged per stage (``val/...``, ``test/...``): ``MaxBoxAcc`` and its best threshold,
+``MaxBoxAccV2`` with ``_IoU30/50/70`` and their best thresholds, the paper's
+``loc_top1_err``, ``loc_top5_err`` and ``loc_gt_known`` at a fixed fraction of the maximum,
+``PxAP`` when the batches carry masks, and ``MaxBoxAccV2_center_baseline`` (an isotropic
+Gaussian centred on every image, scored by the same metric). The accuracy-versus-threshold
+curve is written as CSV and PNG under ``output_dir`` and logged to the logger.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from camexp.localization import MaxBoxAcc, MaxBoxAccV2, PaperLocalization, PxAP  # noqa: E402
+
+METHODS = ("cam", "backprop")
+
+
+def backprop_saliency(net: torch.nn.Module, inputs: Tensor, classes: Tensor) -> Tensor:
+    """Simonyan et al.'s saliency: ``max_channel |d S_c / d x|`` for each requested class.
+
+    Args:
+        net: maps (B, 3, H, W) to logits (B, C).
+        inputs: (B, 3, H, W) normalized images.
+        classes: (B, K) class indices.
+    Returns:
+        (B, K, H, W) saliency maps (non-negative, not normalized).
+    """
+    maps = []
+    with torch.enable_grad():
+        for k in range(classes.shape[1]):
+            x = inputs.detach().clone().requires_grad_(True)
+            logits = net(x)
+            score = logits.gather(1, classes[:, k : k + 1]).sum()
+            (grad,) = torch.autograd.grad(score, x)
+            maps.append(grad.abs().amax(dim=1))
+    return torch.stack(maps, dim=1)
+
+
+def center_gaussian(size: tuple[int, int], sigma_fraction: float = 0.25) -> Tensor:
+    """The field's centre baseline: an isotropic Gaussian centred on an (H, W) image.
+
+    ``sigma = sigma_fraction * min(H, W)`` pixels.
+    """
+    height, width = size
+    ys = torch.arange(height, dtype=torch.float64) - (height - 1) / 2
+    xs = torch.arange(width, dtype=torch.float64) - (width - 1) / 2
+    sigma = sigma_fraction * min(height, width)
+    return torch.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma**2))
+
+
+class CAMLocalization(L.Callback):
+    """Localization metrics of the ground-truth-class maps (and the top-5 classes' maps).
+
+    Args:
+        output_dir: where the curve CSV/PNG files go.
+        method: ``"cam"`` or ``"backprop"`` (needs ``trainer.inference_mode=false``).
+        cam_curve_interval: spacing of the thresholds ``arange(0, 1, interval)``.
+        iou_thresholds: IoU thresholds (%) of MaxBoxAccV2.
+        multi_contour: MaxBoxAccV2 counts every contour's box (the field's default).
+        paper_fraction: the paper's threshold, a fraction of the map's maximum.
+        paper_iou: IoU for the paper's numbers (0.5).
+        center_baseline: also score the centred Gaussian map.
+    """
+
+    def __init__(
+        self,
+        output_dir: str,
+        method: str = "cam",
+        cam_curve_interval: float = 0.001,
+        iou_thresholds: tuple[float, ...] = (30, 50, 70),
+        multi_contour: bool = True,
+        paper_fraction: float = 0.2,
+        paper_iou: float = 0.5,
+        center_baseline: bool = True,
+    ) -> None:
+        if method not in METHODS:
+            raise ValueError(f"localization.method={method!r}; use one of {METHODS}.")
+        self.output_dir = Path(output_dir)
+        self.method = method
+        self.settings = {"cam_curve_interval": cam_curve_interval}
+        self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
+        self.multi_contour = multi_contour
+        self.paper = {"fraction": paper_fraction, "iou_threshold": paper_iou}
+        self.center_baseline = center_baseline
+        self.metrics: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, dict[str, float]] = {}
+
+    # -- metric set per stage --------------------------------------------------------------
+
+    def _start(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        size = tuple(trainer.datamodule.eval_transform.size)
+        metrics = {
+            "v1": MaxBoxAcc(image_size=size, **self.settings),
+            "v2": MaxBoxAccV2(self.iou_thresholds, self.multi_contour, image_size=size,
+                              **self.settings),
+            "paper": PaperLocalization(image_size=size, **self.paper),
+            "pxap": PxAP(self.settings["cam_curve_interval"], image_size=size),
+        }
+        if self.center_baseline:
+            metrics["center"] = MaxBoxAccV2(self.iou_thresholds, self.multi_contour,
+                                            image_size=size, **self.settings)
+            self.center_map = center_gaussian(size).float()
+        self.metrics[stage] = {name: m.to(pl_module.device) for name, m in metrics.items()}
+        # decided from the config, not from the batches, so every DDP rank syncs the same metrics
+        self.use_masks = bool(getattr(trainer.datamodule, "load_masks", False))
+
+    def _maps(self, pl_module, outputs: dict[str, Tensor], batch: dict, top: Tensor):
+        """Ground-truth-class maps (B, h, w) and top-k maps (B, k, h, w)."""
+        labels = batch["label"]
+        if self.method == "cam":
+            classes = torch.cat([labels[:, None], top], dim=1)
+            maps = pl_module.net.cams(outputs["features"], classes)
+        else:
+            maps = backprop_saliency(pl_module.net, batch["input"], torch.cat([labels[:, None], top], 1))
+        return maps[:, 0], maps[:, 1:]
+
+    @torch.no_grad()
+    def _update(self, stage: str, pl_module, outputs: dict[str, Tensor], batch: dict) -> None:
+        metrics = self.metrics[stage]
+        logits = outputs["logits"]
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        gt_maps, top_maps = self._maps(pl_module, outputs, batch, top)
+        gt_maps, top_maps = gt_maps.float(), top_maps.float()
+        boxes, num_boxes = batch["boxes"], batch["num_boxes"]
+        metrics["v1"].update(gt_maps, boxes, num_boxes)
+        metrics["v2"].update(gt_maps, boxes, num_boxes)
+        metrics["paper"].update(gt_maps, top, batch["label"], boxes, num_boxes, topk_maps=top_maps)
+        if self.use_masks:
+            metrics["pxap"].update(gt_maps, batch["mask"] > 127)
+        if self.center_baseline:
+            center = self.center_map.to(gt_maps.device).expand(len(gt_maps), -1, -1)
+            metrics["center"].update(center, boxes, num_boxes)
+
+    def _finish(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        metrics = self.metrics.pop(stage, None)
+        if not metrics:
+            return
+        # compute() syncs the states of all DDP processes: every rank must call it
+        results: dict[str, float] = {}
+        for name in ("v1", "v2", "paper"):
+            results.update({k: float(v) for k, v in metrics[name].compute().items()})
+        if self.use_masks:
+            results.update({k: float(v) for k, v in metrics["pxap"].compute().items()})
+        if self.center_baseline:
+            results["MaxBoxAccV2_center_baseline"] = float(metrics["center"].compute()["MaxBoxAccV2"])
+        self.results[stage] = results
+        pl_module.log_dict({f"{stage}/{key}": value for key, value in results.items()})
+        if trainer.is_global_zero:
+            self._write_curve(stage, metrics["v1"].curve(), metrics["v2"].curve(), trainer)
+
+    # -- curve files -----------------------------------------------------------------------
+
+    def _write_curve(self, stage: str, v1: dict, v2: dict, trainer: L.Trainer) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        columns = {"MaxBoxAcc_IoU50": v1["accuracy"][0]}
+        for iou, accuracy in zip(v2["iou_thresholds"], v2["accuracy"], strict=True):
+            columns[f"MaxBoxAccV2_IoU{iou:g}"] = accuracy
+        csv_path = self.output_dir / f"{stage}_box_accuracy_curve.csv"
+        with csv_path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["threshold", *columns])
+            for index, tau in enumerate(v1["thresholds"]):
+                writer.writerow([f"{tau:.6g}", *(f"{column[index]:.4f}" for column in columns.values())])
+
+        figure, axis = plt.subplots(figsize=(5.5, 3.8))
+        for name, accuracy in columns.items():
+            best = int(np.argmax(accuracy))
+            axis.plot(v1["thresholds"], accuracy, label=f"{name} (max {accuracy[best]:.1f} at {v1['thresholds'][best]:.3f})")
+        axis.set_xlabel("CAM threshold tau")
+        axis.set_ylabel("box accuracy (%)")
+        axis.set_title(f"{stage}: box accuracy vs threshold ({v1['num_images']} images)")
+        axis.set_ylim(0, 100)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+        figure.tight_layout()
+        png_path = self.output_dir / f"{stage}_box_accuracy_curve.png"
+        figure.savefig(png_path, dpi=110)
+        plt.close(figure)
+        for logger in trainer.loggers:
+            log_image = getattr(logger, "log_image", None)
+            if callable(log_image):
+                log_image(key=f"{stage}/box_accuracy_curve", images=[str(png_path)])
+
+    # -- Lightning hooks -------------------------------------------------------------------
+
+    def best_tau(self, stage: str = "test") -> float | None:
+        """The MaxBoxAcc (V1, IoU 50) best threshold of the last finished ``stage``."""
+        return self.results.get(stage, {}).get("MaxBoxAcc_best_tau")
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._start("val", trainer, pl_module)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not trainer.sanity_checking:
+            self._update("val", pl_module, outputs, batch)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._finish("val", trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start("test", trainer, pl_module)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        self._update("test", pl_module, outputs, batch)
+
+    def on_test_epoch_end(self, trainer, pl_module) -> None:
+        self._finish("test", trainer, pl_module)

@@ -1,0 +1,355 @@
+"""Reader of the WSOL metadata folders (PAPER.md section 3).
+
+Layout: ``metadata/<CUB|ILSVRC|OpenImages>/<train|val|test>/`` with
+
+* ``image_ids.txt``: one image id (a path relative to the image root) per line;
+* ``class_labels.txt``: ``path,label`` (integer label);
+* ``image_sizes.txt``: ``path,w,h`` (original width and height in pixels);
+* ``localization.txt``: either boxes, ``path,x0,y0,x1,y1`` (one line per box, original pixels,
+  corners), or masks (OpenImages), ``path,mask_path,ignore_path`` (one line per instance mask; the
+  ignore path is given on the first line of an image and may be empty).
+
+Everything is read once into plain Python/numpy containers (:class:`Metadata`). Any problem
+raises :class:`MetadataError` with one paragraph naming the file, the line number and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from camexp.errors import UserError
+
+__all__ = [
+    "FILES",
+    "Metadata",
+    "MetadataError",
+    "read_boxes",
+    "read_class_labels",
+    "read_image_ids",
+    "read_image_sizes",
+    "read_localization",
+    "read_mask_paths",
+    "read_metadata",
+    "resolve_split_dir",
+]
+
+FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
+
+
+class MetadataError(UserError, ValueError):
+    """The metadata folder or one of its files is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """The content of one split folder.
+
+    Attributes:
+        folder: the split folder.
+        image_ids: image ids in file order.
+        class_labels: id -> integer label, or None when ``class_labels.txt`` is absent.
+        image_sizes: id -> ``(w, h)`` in pixels, or None when ``image_sizes.txt`` is absent.
+        boxes: id -> ``(K, 4)`` float64 boxes ``(x0, y0, x1, y1)`` in original pixels, or None
+            when there are no box annotations.
+        mask_paths: id -> list of instance-mask paths (relative to a mask root), or None.
+        ignore_paths: id -> ignore-mask path or None (no ignore region), or None.
+    """
+
+    folder: Path
+    image_ids: list[str]
+    class_labels: dict[str, int] | None = None
+    image_sizes: dict[str, tuple[int, int]] | None = None
+    boxes: dict[str, np.ndarray] | None = None
+    mask_paths: dict[str, list[str]] | None = None
+    ignore_paths: dict[str, str | None] | None = field(default=None)
+
+    @property
+    def has_boxes(self) -> bool:
+        """True when ``localization.txt`` holds boxes."""
+        return self.boxes is not None
+
+    @property
+    def has_masks(self) -> bool:
+        """True when ``localization.txt`` holds mask paths (OpenImages style)."""
+        return self.mask_paths is not None
+
+
+def resolve_split_dir(metadata_dir: str | Path, split: str | None = None) -> Path:
+    """Find the split folder: ``metadata_dir/split`` if it holds ``image_ids.txt``, else
+    ``metadata_dir`` itself.
+
+    Raises:
+        MetadataError: if neither folder holds ``image_ids.txt``.
+    """
+    root = Path(metadata_dir).expanduser()
+    if split:
+        candidate = root / split
+        if (candidate / "image_ids.txt").is_file():
+            return candidate
+    if (root / "image_ids.txt").is_file():
+        return root
+    looked = [str(root / split / "image_ids.txt")] if split else []
+    looked.append(str(root / "image_ids.txt"))
+    raise MetadataError(
+        f"no metadata found: none of {', '.join(looked)} exists. Point metadata_dir at the folder "
+        "holding the split folders (e.g. metadata/CUB with test/image_ids.txt inside) or at the "
+        "split folder itself."
+    )
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for the non-blank lines of a text file (1-based numbers)."""
+    if not path.is_file():
+        raise MetadataError(
+            f"{path}: file not found. The metadata folder needs {', '.join(FILES)}."
+        )
+    with path.open("r", encoding="utf-8") as handle:
+        for number, raw in enumerate(handle, start=1):
+            text = raw.rstrip("\r\n")
+            if text.strip():
+                yield number, text
+
+
+def _fields(path: Path, number: int, text: str, expected: int, layout: str) -> list[str]:
+    parts = text.split(",")
+    if len(parts) != expected:
+        raise MetadataError(
+            f"{path}:{number}: expected `{layout}` ({expected} comma-separated fields) but found "
+            f"{len(parts)}: {text!r}. Fix the line (paths must not contain commas)."
+        )
+    if not parts[0]:
+        raise MetadataError(f"{path}:{number}: the image id (first field) is empty: {text!r}.")
+    return parts
+
+
+def _number(path: Path, number: int, text: str, value: str, what: str, integer: bool) -> float:
+    try:
+        parsed = float(value) if not integer else int(value)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise MetadataError(
+            f"{path}:{number}: {what} must be {kind}, got {value!r} in line {text!r}."
+        ) from None
+    if not np.isfinite(parsed):
+        raise MetadataError(f"{path}:{number}: {what} is not finite ({value!r}) in line {text!r}.")
+    return parsed
+
+
+def read_image_ids(path: str | Path) -> list[str]:
+    """Read ``image_ids.txt``: one id per line; duplicates are an error."""
+    file = Path(path)
+    ids: list[str] = []
+    seen: dict[str, int] = {}
+    for number, text in _lines(file):
+        image_id = text.strip()
+        if image_id in seen:
+            raise MetadataError(
+                f"{file}:{number}: image id {image_id!r} already appears on line {seen[image_id]}. "
+                "Each image must be listed once; remove the duplicate."
+            )
+        seen[image_id] = number
+        ids.append(image_id)
+    if not ids:
+        raise MetadataError(f"{file}: no image id. The split must list at least one image.")
+    return ids
+
+
+def read_class_labels(path: str | Path) -> dict[str, int]:
+    """Read ``class_labels.txt``: ``path,label`` lines -> dict id -> int label."""
+    file = Path(path)
+    labels: dict[str, int] = {}
+    for number, text in _lines(file):
+        image_id, value = _fields(file, number, text, 2, "path,label")
+        label = int(_number(file, number, text, value, "the class label", integer=True))
+        if label < 0:
+            raise MetadataError(f"{file}:{number}: class label {label} is negative: {text!r}.")
+        if image_id in labels and labels[image_id] != label:
+            raise MetadataError(
+                f"{file}:{number}: image {image_id!r} gets label {label} but had "
+                f"{labels[image_id]} on an earlier line. Keep one label per image."
+            )
+        labels[image_id] = label
+    return labels
+
+
+def read_image_sizes(path: str | Path) -> dict[str, tuple[int, int]]:
+    """Read ``image_sizes.txt``: ``path,w,h`` lines -> dict id -> ``(w, h)``."""
+    file = Path(path)
+    sizes: dict[str, tuple[int, int]] = {}
+    for number, text in _lines(file):
+        image_id, ws, hs = _fields(file, number, text, 3, "path,w,h")
+        w = int(_number(file, number, text, ws, "the width", integer=True))
+        h = int(_number(file, number, text, hs, "the height", integer=True))
+        if w <= 0 or h <= 0:
+            raise MetadataError(
+                f"{file}:{number}: image size ({w}, {h}) must be positive: {text!r}."
+            )
+        sizes[image_id] = (w, h)
+    return sizes
+
+
+def _localization_kind(path: Path) -> str:
+    for number, text in _lines(path):
+        count = len(text.split(","))
+        if count == 5:
+            return "boxes"
+        if count == 3:
+            return "masks"
+        raise MetadataError(
+            f"{path}:{number}: a localization line has `path,x0,y0,x1,y1` (boxes) or "
+            f"`path,mask_path,ignore_path` (masks), but this one has {count} fields: {text!r}."
+        )
+    raise MetadataError(f"{path}: the file is empty; it must hold boxes or mask paths.")
+
+
+def read_boxes(
+    path: str | Path, image_sizes: dict[str, tuple[int, int]] | None = None
+) -> dict[str, np.ndarray]:
+    """Read box lines ``path,x0,y0,x1,y1`` -> dict id -> ``(K, 4)`` float64, in file order.
+
+    Checks ``0 <= x0 <= x1`` and ``0 <= y0 <= y1`` and, when ``image_sizes`` is given,
+    ``x1 <= w`` and ``y1 <= h``.
+    """
+    file = Path(path)
+    lists: dict[str, list[list[float]]] = {}
+    for number, text in _lines(file):
+        image_id, *values = _fields(file, number, text, 5, "path,x0,y0,x1,y1")
+        x0, y0, x1, y1 = (
+            _number(file, number, text, v, name, integer=False)
+            for v, name in zip(values, ("x0", "y0", "x1", "y1"), strict=True)
+        )
+        if x1 < x0 or y1 < y0:
+            raise MetadataError(
+                f"{file}:{number}: box of {image_id!r} has x1 < x0 or y1 < y0 ({text!r}). Boxes "
+                "are corners x0,y0,x1,y1, not x,y,width,height: write x1 = x + width, "
+                "y1 = y + height."
+            )
+        if x0 < 0 or y0 < 0:
+            raise MetadataError(
+                f"{file}:{number}: box of {image_id!r} has a negative corner ({text!r}); clip it "
+                "to the image."
+            )
+        if image_sizes is not None and image_id in image_sizes:
+            w, h = image_sizes[image_id]
+            if x1 > w or y1 > h:
+                raise MetadataError(
+                    f"{file}:{number}: box of {image_id!r} ({text!r}) lies outside the image of "
+                    f"size w={w}, h={h} from image_sizes.txt. Fix the box or the size."
+                )
+        lists.setdefault(image_id, []).append([x0, y0, x1, y1])
+    return {k: np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in lists.items()}
+
+
+def read_mask_paths(path: str | Path) -> tuple[dict[str, list[str]], dict[str, str | None]]:
+    """Read mask lines ``path,mask_path,ignore_path``.
+
+    Returns:
+        ``(mask_paths, ignore_paths)``: id -> list of mask paths; id -> ignore path (None when
+        empty). The ignore path may be repeated on later lines of the same image, or left empty.
+    """
+    file = Path(path)
+    masks: dict[str, list[str]] = {}
+    ignores: dict[str, str | None] = {}
+    for number, text in _lines(file):
+        image_id, mask_path, ignore_path = _fields(
+            file, number, text, 3, "path,mask_path,ignore_path"
+        )
+        if not mask_path:
+            raise MetadataError(
+                f"{file}:{number}: the mask path of {image_id!r} is empty: {text!r}."
+            )
+        masks.setdefault(image_id, []).append(mask_path)
+        previous = ignores.get(image_id)
+        if ignore_path:
+            if previous is not None and previous != ignore_path:
+                raise MetadataError(
+                    f"{file}:{number}: image {image_id!r} gets ignore mask {ignore_path!r} but had "
+                    f"{previous!r} before. One image has one ignore mask."
+                )
+            ignores[image_id] = ignore_path
+        else:
+            ignores.setdefault(image_id, None)
+    return masks, ignores
+
+
+def read_localization(
+    path: str | Path, image_sizes: dict[str, tuple[int, int]] | None = None
+) -> tuple[str, object]:
+    """Read ``localization.txt`` of either kind.
+
+    Returns:
+        ``("boxes", dict id -> (K, 4))`` or ``("masks", (mask_paths, ignore_paths))``.
+    """
+    file = Path(path)
+    kind = _localization_kind(file)
+    if kind == "boxes":
+        return kind, read_boxes(file, image_sizes)
+    return kind, read_mask_paths(file)
+
+
+def _check_known(file: Path, ids: Iterable[str], known: set[str]) -> None:
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise MetadataError(
+            f"{file}: {len(unknown)} image id(s) not listed in image_ids.txt, e.g. {unknown[0]!r}. "
+            "The files of a split folder must describe the same images; regenerate them together."
+        )
+
+
+def _check_covered(file: Path, what: str, ids: list[str], table: dict) -> None:
+    missing = [i for i in ids if i not in table]
+    if missing:
+        raise MetadataError(
+            f"{file}: no {what} for {len(missing)} image(s) of image_ids.txt, e.g. {missing[0]!r}. "
+            f"Add the {what} or remove the image from image_ids.txt."
+        )
+
+
+def read_metadata(folder: str | Path, split: str | None = None) -> Metadata:
+    """Read a split folder (or ``folder/split``); optional files may be absent.
+
+    ``image_ids.txt`` is required. When present, ``class_labels.txt``, ``image_sizes.txt`` and
+    ``localization.txt`` must cover every image id and mention no other.
+
+    Raises:
+        MetadataError: for a missing folder/file or a malformed line.
+    """
+    split_dir = resolve_split_dir(folder, split)
+    ids = read_image_ids(split_dir / "image_ids.txt")
+    known = set(ids)
+
+    labels = sizes = boxes = masks = ignores = None
+    label_file = split_dir / "class_labels.txt"
+    if label_file.is_file():
+        labels = read_class_labels(label_file)
+        _check_known(label_file, labels, known)
+        _check_covered(label_file, "class label", ids, labels)
+    size_file = split_dir / "image_sizes.txt"
+    if size_file.is_file():
+        sizes = read_image_sizes(size_file)
+        _check_known(size_file, sizes, known)
+        _check_covered(size_file, "image size", ids, sizes)
+    loc_file = split_dir / "localization.txt"
+    if loc_file.is_file():
+        kind, content = read_localization(loc_file, sizes)
+        if kind == "boxes":
+            boxes = content  # type: ignore[assignment]
+            _check_known(loc_file, boxes, known)
+            _check_covered(loc_file, "box", ids, boxes)
+        else:
+            masks, ignores = content  # type: ignore[misc]
+            _check_known(loc_file, masks, known)
+            _check_covered(loc_file, "mask", ids, masks)
+    return Metadata(
+        folder=split_dir,
+        image_ids=ids,
+        class_labels=labels,
+        image_sizes=sizes,
+        boxes=boxes,
+        mask_paths=masks,
+        ignore_paths=ignores,
+    )
