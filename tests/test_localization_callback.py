@@ -101,3 +101,12 @@ def test_two_ddp_processes_give_exactly_one_process_metrics(tmp_path, data_dir) 
     assert results[1]["test/MaxBoxAcc"] == results[2]["test/MaxBoxAcc"]
     for key in LOCALIZATION_KEYS + ["acc_top1", "acc_top5"]:
         assert results[2][f"test/{key}"] == results[1][f"test/{key}"], key
+
+
+def test_backprop_method_runs_in_the_test_loop(tmp_path, data_dir) -> None:
+    cfg = compose_config("train", SMALL + ["data.synthetic.test_per_class=2", "train=false",
+                                           "localization.method=backprop"],
+                         tmp_path / "run", data_dir)
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/MaxBoxAccV2"] <= 100.0
+    assert "test/loc_gt_known" in metrics

@@ -127,3 +127,11 @@ def test_cli_trains_tests_and_draws_from_its_default_config(tmp_path: Path) -> N
     assert metrics["test/acc_top1"] > 0.1  # chance on 10 classes; 3 epochs of 40 images
     assert len(list((run / "cam_pictures").glob("*.png"))) == 12
     assert (tmp_path / "data" / "synthetic").is_dir()
+
+
+def test_fast_dev_run_of_train_through_the_configs(tmp_path: Path, data_dir: Path) -> None:
+    cfg = compose_config("train", TINY_SYNTHETIC + ["trainer.fast_dev_run=true",
+                                                    "trainer.enable_progress_bar=false"],
+                         tmp_path / "run", data_dir)
+    metrics = train(cfg)
+    assert {"train/loss", "val/acc_top1", "test/acc_top1", "test/MaxBoxAccV2"} <= set(metrics)
