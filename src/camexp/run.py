@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+
+# Two notices that say nothing to a camexp user: the module's on_after_batch_transfer (uint8
+# batches normalized on the device) is meant to win over the DataModule's, and Lightning 2.6
+# calls a torch 2.14 pytree API that torch marks deprecated.
+warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`")
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
 def instantiate_group(group: DictConfig | None) -> list:
