@@ -135,3 +135,19 @@ def test_fast_dev_run_of_train_through_the_configs(tmp_path: Path, data_dir: Pat
                          tmp_path / "run", data_dir)
     metrics = train(cfg)
     assert {"train/loss", "val/acc_top1", "test/acc_top1", "test/MaxBoxAccV2"} <= set(metrics)
+
+
+@pytest.mark.slow
+def test_vgg_gap_trains_on_a_cub_folder_unchanged(cub_dir: Path, tmp_path: Path) -> None:
+    """The README's `model=vgg_gap data=cub` command on a tiny CUB-layout folder (real JPEGs):
+    only the dataset's size-related settings differ."""
+    overrides = ["model=vgg_gap", "data=cub", f"data.root={cub_dir}", "data.num_classes=3",
+                 "model.pretrained=false", "data.resize_size=[64,64]", "data.crop_size=56",
+                 "data.eval_size=[56,56]", "data.batch_size=2", "data.num_workers=0",
+                 "data.val_fraction=0.5", "data.load_masks=true", "trainer.max_epochs=1",
+                 "trainer.limit_train_batches=1", "trainer.enable_progress_bar=false",
+                 "callbacks.cam_pictures.num_images=2", "localization.cam_curve_interval=0.01"]
+    cfg = compose_config("train", overrides, tmp_path / "run", tmp_path / "data")
+    metrics = train(cfg)
+    assert {"test/acc_top1", "test/MaxBoxAccV2", "test/PxAP"} <= set(metrics)
+    assert len(list((tmp_path / "run" / "cam_pictures").glob("*.png"))) == 2
