@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 
 from camexp.config import ConfigError, validate
+from camexp.errors import UserError
 from camexp.eval import evaluate
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config
@@ -110,6 +111,15 @@ def test_eval_of_a_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     result = _cli("camexp.eval", f"ckpt_path={tmp_path}/none.ckpt", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "none.ckpt does not exist" in result.stderr
+
+
+def test_eval_of_a_truncated_checkpoint_is_a_clear_error(trained_run, tmp_path: Path, data_dir) -> None:
+    output_dir, _ = trained_run
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes((output_dir / "checkpoints" / "last.ckpt").read_bytes()[:5000])
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={truncated}"], tmp_path / "eval", data_dir)
+    with pytest.raises(UserError, match=r"Cannot load checkpoint .*truncated.ckpt"):
+        evaluate(cfg)
 
 
 @pytest.mark.slow

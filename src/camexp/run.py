@@ -10,6 +10,8 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from camexp.config import validate
+
 # Two notices that say nothing to a camexp user: the module's on_after_batch_transfer (uint8
 # batches normalized on the device) is meant to win over the DataModule's, and Lightning 2.6
 # calls a torch 2.14 pytree API that torch marks deprecated.
@@ -32,10 +34,24 @@ def build_trainer(cfg: DictConfig) -> L.Trainer:
     )
 
 
-def save_metrics(metrics: dict, path: str | Path) -> dict[str, float]:
-    """Write the logged metrics as JSON (numbers only), for reports that need no logger."""
+def prepare_data(cfg: DictConfig) -> L.LightningDataModule:
+    """Validate the config, seed everything, and build the DataModule, checking its dataset is
+    there before any (slow) model is built."""
+    validate(cfg)
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.check()
+    return datamodule
+
+
+def finish_run(trainer: L.Trainer, metrics: dict, output_dir: str | Path) -> dict[str, float]:
+    """Write the final metrics as ``metrics.json`` (numbers only, for reports that need no
+    logger) from the main process, print the run folder, and return the numbers."""
     numbers = {key: float(value) for key, value in sorted(metrics.items())}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(numbers, indent=2) + "\n")
+    output_dir = Path(output_dir)
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "metrics.json").write_text(json.dumps(numbers, indent=2) + "\n")
+        print(f"Run folder: {output_dir.resolve()}")
     return numbers

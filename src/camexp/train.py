@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hydra
-import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from camexp.config import validate
 from camexp.errors import exit_on_user_error
-from camexp.run import build_trainer, save_metrics
+from camexp.run import build_trainer, finish_run, prepare_data
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (unless ``train=false``) then test the best checkpoint; returns all final metrics."""
-    validate(cfg)
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data, _convert_="all")
-    datamodule.check()
+    datamodule = prepare_data(cfg)
     model = instantiate(cfg.model, _convert_="all")
     trainer = build_trainer(cfg)
 
@@ -31,11 +23,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(trainer.callback_metrics)
-    output_dir = Path(cfg.paths.output_dir)
-    numbers = save_metrics(metrics, output_dir / "metrics.json")
-    if trainer.is_global_zero:
-        print(f"Run folder: {output_dir.resolve()}")
-    return numbers
+    return finish_run(trainer, metrics, cfg.paths.output_dir)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")

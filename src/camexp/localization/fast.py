@@ -192,6 +192,20 @@ def _first_argmax_per_segment(values: np.ndarray, starts: np.ndarray) -> np.ndar
     return np.minimum.reduceat(candidates, starts)
 
 
+_KERNEL: list = []
+
+
+def _kernel():
+    """The compiled kernel module, or None without numba (imported on first use)."""
+    if not _KERNEL:
+        try:
+            from camexp.localization import _sweep_kernel
+        except ImportError:
+            _sweep_kernel = None
+        _KERNEL.append(_sweep_kernel)
+    return _KERNEL[0]
+
+
 def box_sweep(
     score_map: np.ndarray,
     gt_boxes: np.ndarray,
@@ -217,6 +231,17 @@ def box_sweep(
     gts = as_gt_boxes(gt_boxes)
     ious = iou_fractions(iou_thresholds)
     taus = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+
+    kernel = _kernel() if np.issubdtype(gts.dtype, np.integer) else None
+    if kernel is not None:
+        index = np.clip(threshold_levels(taus, int(quantized.max())), -1, 255) + 1
+        need = np.zeros(257, dtype=bool)
+        need[index] = True
+        multi_iou, largest_iou = kernel.level_ious(np.ascontiguousarray(quantized), gts, need)
+        return BoxSweep(
+            multi=multi_iou[index][None, :] >= ious[:, None],
+            largest=largest_iou[index][None, :] >= ious[:, None],
+        )
 
     levels, inverse = distinct_masks(quantized, taus)
     nonempty, extents = _mask_extents(quantized, levels)
