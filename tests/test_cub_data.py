@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from camexp.data.cub import DatasetError, read_cub, resolve_cub_root, split_train_val
-from camexp.data.datamodule import CUBDataModule, EvalDistributedSampler
+from camexp.data.datamodule import CUBDataModule
 from camexp.data.dataset import WSOLDataset, collate
+from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler, sample_seed
 from camexp.data.transforms import EvalTransform, TrainTransform, normalize_images
 
 
@@ -167,3 +168,38 @@ def test_eval_sampler_shards_without_duplicates(length: int, replicas: int) -> N
     shards = [list(EvalDistributedSampler(length, replicas, rank)) for rank in range(replicas)]
     flat = [index for shard in shards for index in shard]
     assert sorted(flat) == list(range(length))
+
+
+def test_epoch_sampler_depends_only_on_seed_and_epoch() -> None:
+    first, again, other_seed = (EpochShuffleSampler(20, seed) for seed in (7, 7, 8))
+    for epoch in (0, 3):
+        for sampler in (first, again, other_seed):
+            sampler.set_epoch(epoch)
+        assert list(first) == list(again)
+        assert list(first) != list(other_seed)
+        assert sorted(index for _, index in first) == list(range(20))
+        assert {e for e, _ in first} == {epoch}
+    first.set_epoch(0)
+    zero = list(first)
+    first.set_epoch(1)
+    assert list(first) != zero
+
+
+def test_epoch_sampler_shards_equally_without_overlap() -> None:
+    shards = [list(EpochShuffleSampler(11, seed=1, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) == 5
+    assert not {i for _, i in shards[0]} & {i for _, i in shards[1]}
+
+
+def test_augmentation_is_a_function_of_seed_epoch_and_index(cub_dir: Path) -> None:
+    records = read_cub(cub_dir)
+    dataset = WSOLDataset([records.image_file(0)], ["a"], records.labels[[0]], [records.boxes[0]],
+                          TrainTransform((64, 80), crop=40), seed=5)
+    torch.manual_seed(123)
+    a = dataset[(2, 0)]
+    torch.manual_seed(456)  # the global RNG plays no part
+    b = dataset[(2, 0)]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["boxes"], b["boxes"])
+    crops = {tuple(dataset[(epoch, 0)]["boxes"][0].tolist()) for epoch in range(8)}
+    assert len(crops) > 1  # other epochs, other crops
+    assert sample_seed(5, 2, 0) != sample_seed(5, 0, 2) != sample_seed(2, 5, 0)

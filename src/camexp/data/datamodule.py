@@ -16,28 +16,12 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader
 
 from camexp.data.cub import CUBRecords, DatasetError, read_cub, resolve_cub_root, split_train_val
 from camexp.data.dataset import WSOLDataset, collate
+from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler
 from camexp.data.transforms import EvalTransform, TrainTransform
-
-
-class EvalDistributedSampler(Sampler[int]):
-    """Shard an evaluation split over processes WITHOUT padding: rank r gets r, r + n, ...
-
-    torch's ``DistributedSampler`` repeats samples so every rank gets as many; then a split of
-    odd size would count some images twice and the metrics would differ from one process's.
-    """
-
-    def __init__(self, length: int, num_replicas: int, rank: int) -> None:
-        self.indices = list(range(rank, length, num_replicas))
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
 
 
 class CUBDataModule(L.LightningDataModule):
@@ -60,6 +44,7 @@ class CUBDataModule(L.LightningDataModule):
         eval_size: tuple[int, int] = (224, 224),
         load_masks: bool = False,
         epochs: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -78,6 +63,7 @@ class CUBDataModule(L.LightningDataModule):
         self.eval_transform = EvalTransform(tuple(eval_size))
         self.load_masks = load_masks
         self.epochs = epochs  # the dataset's usual schedule length; trainer.max_epochs reads it
+        self.seed = seed  # training order and augmentation: a function of (seed, epoch, index)
         self.records: CUBRecords | None = None
         self.datasets: dict[str, WSOLDataset] = {}
 
@@ -120,12 +106,12 @@ class CUBDataModule(L.LightningDataModule):
         )
         test_rows = np.flatnonzero(~records.is_train)
         self.datasets = {
-            "train": self._dataset(train_rows, self.train_transform),
+            "train": self._dataset(train_rows, self.train_transform, seed=self.seed),
             "val": self._dataset(val_rows, self.eval_transform),
             "test": self._dataset(test_rows, self.eval_transform),
         }
 
-    def _dataset(self, rows: np.ndarray, transform) -> WSOLDataset:
+    def _dataset(self, rows: np.ndarray, transform, seed: int = 0) -> WSOLDataset:
         records = self.records
         assert records is not None
         masks = None
@@ -143,6 +129,7 @@ class CUBDataModule(L.LightningDataModule):
             boxes=[records.boxes[row] for row in rows],
             transform=transform,
             mask_files=masks,
+            seed=seed,
         )
 
     @property
@@ -156,18 +143,15 @@ class CUBDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         dataset = self.datasets[split]
-        sampler = None
         trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            if train:
-                sampler = DistributedSampler(dataset, trainer.world_size, trainer.global_rank,
-                                             shuffle=True, seed=self.split_seed, drop_last=True)
-            else:
-                sampler = EvalDistributedSampler(len(dataset), trainer.world_size, trainer.global_rank)
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+        if train:
+            sampler = EpochShuffleSampler(len(dataset), self.seed, replicas, rank)
+        else:
+            sampler = EvalDistributedSampler(len(dataset), replicas, rank)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train and sampler is None,
             sampler=sampler,
             drop_last=train,
             num_workers=self.num_workers,

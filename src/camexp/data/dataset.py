@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image, read_file
 
 from camexp.data.cub import DatasetError
+from camexp.data.samplers import sample_seed
 
 # torchvision 0.29 announces a move of its decoders to torchcodec; they remain the fastest
 # decoders in our stack, and the warning would repeat in every worker.
@@ -58,6 +59,7 @@ class WSOLDataset(Dataset):
         boxes: Sequence[np.ndarray],
         transform: Callable,
         mask_files: Sequence[Path] | None = None,
+        seed: int = 0,
     ) -> None:
         self.image_files = list(image_files)
         self.image_ids = list(image_ids)
@@ -65,14 +67,19 @@ class WSOLDataset(Dataset):
         self.boxes = [torch.as_tensor(b, dtype=torch.float32) for b in boxes]
         self.transform = transform
         self.mask_files = None if mask_files is None else list(mask_files)
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.image_files)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """``key`` is an index, or ``(epoch, index)`` from the training sampler: random
+        augmentation is then seeded from ``(seed, epoch, index)`` and nothing else."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         image = read_image(self.image_files[index])
         mask = None if self.mask_files is None else read_mask(self.mask_files[index])
-        image, boxes, mask = self.transform(image, self.boxes[index], mask)
+        generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
+        image, boxes, mask = self.transform(image, self.boxes[index], mask, generator=generator)
         item = {
             "image": image,
             "label": int(self.labels[index]),

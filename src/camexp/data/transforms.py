@@ -63,7 +63,7 @@ class EvalTransform:
     def __init__(self, size: tuple[int, int]) -> None:
         self.size = (int(size[0]), int(size[1]))
 
-    def __call__(self, image: Tensor, boxes: Tensor, mask: Tensor | None = None):
+    def __call__(self, image: Tensor, boxes: Tensor, mask: Tensor | None = None, generator=None):
         original = tuple(image.shape[-2:])
         boxes = scale_boxes(boxes, original, self.size, floor=True)
         mask = None if mask is None else resize_mask(mask, self.size)
@@ -87,19 +87,23 @@ class TrainTransform:
                 "the crop must fit inside the resized image."
             )
 
-    def __call__(self, image: Tensor, boxes: Tensor, mask: Tensor | None = None):
+    def __call__(
+        self, image: Tensor, boxes: Tensor, mask: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ):
+        """``generator`` draws the crop and the flip (the global RNG when None)."""
         original = tuple(image.shape[-2:])
         image = resize_image(image, self.resize)
         boxes = scale_boxes(boxes, original, self.resize, floor=False)
         mask = None if mask is None else resize_mask(mask, self.resize)
 
-        top = int(torch.randint(0, self.resize[0] - self.crop + 1, ()).item())
-        left = int(torch.randint(0, self.resize[1] - self.crop + 1, ()).item())
+        top = int(torch.randint(0, self.resize[0] - self.crop + 1, (), generator=generator))
+        left = int(torch.randint(0, self.resize[1] - self.crop + 1, (), generator=generator))
         image = image[:, top : top + self.crop, left : left + self.crop]
         mask = None if mask is None else mask[top : top + self.crop, left : left + self.crop]
         boxes = (boxes - torch.tensor([left, top, left, top], dtype=boxes.dtype)).clamp_(0, self.crop - 1)
 
-        if self.flip and bool(torch.rand(()) < 0.5):
+        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
             image = image.flip(-1)
             mask = None if mask is None else mask.flip(-1)
             boxes = torch.stack([self.crop - 1 - boxes[:, 2], boxes[:, 1],

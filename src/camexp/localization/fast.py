@@ -183,6 +183,16 @@ def _contour_boxes_areas(
     return boxes, area2
 
 
+def _traced_best(quantized: np.ndarray, levels: np.ndarray, gts: np.ndarray) -> np.ndarray:
+    """Best IoU over all contour boxes of the nonempty masks ``quantized > level`` (traced)."""
+    _, extents = _mask_extents(quantized, levels)
+    contours, owner = _trace(quantized, levels, extents, np.ones(len(levels), dtype=bool))
+    boxes, _ = _contour_boxes_areas(contours, quantized.shape)
+    best = np.full(len(levels), -1.0)
+    np.maximum.at(best, owner, box_iou(boxes, gts).max(axis=1))
+    return best
+
+
 def _first_argmax_per_segment(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Index of the first maximum of ``values`` within each segment beginning at ``starts``."""
     count = len(values)
@@ -237,7 +247,15 @@ def box_sweep(
         index = np.clip(threshold_levels(taus, int(quantized.max())), -1, 255) + 1
         need = np.zeros(257, dtype=bool)
         need[index] = True
-        multi_iou, largest_iou = kernel.level_ious(np.ascontiguousarray(quantized), gts, need)
+        largest_iou, multi_iou, island = kernel.level_ious(
+            np.ascontiguousarray(quantized), np.ascontiguousarray(gts), need
+        )
+        # V2 is open where an island box might reach an IoU threshold the other boxes miss
+        open_levels = np.flatnonzero(
+            need & ((island[:, None] >= ious) & (multi_iou[:, None] < ious)).any(axis=1)
+        )
+        if open_levels.size:
+            multi_iou[open_levels] = _traced_best(quantized, open_levels - 1, gts)
         return BoxSweep(
             multi=multi_iou[index][None, :] >= ious[:, None],
             largest=largest_iou[index][None, :] >= ious[:, None],
