@@ -6,7 +6,12 @@ their per-threshold counts are identical. It prints the throughput (maps/s) of t
 the fast path in one process and on a process pool (started before the timings), and the ratios.
 
     python bench/bench_localization.py [--maps 40] [--families cam bumps noise] [--gt map random]
-        [--workers 2] [--seed 0]
+        [--workers 2] [--seed 0] [--no-jit-check]
+
+The fast path's compiled kernel (numba) is loaded, or compiled, on its first call in a process:
+that time is kept out of the throughputs and printed on its own, both the first call in this
+process (numba import plus loading the cached machine code) and, unless ``--no-jit-check``, the
+first call in a fresh interpreter with an empty numba cache (the compile time proper).
 
 ``--gt map`` uses a box around the map's main blob (pixels above half the maximum), as a trained
 CAM would roughly give; ``--gt random`` draws 1-3 random boxes. Timings depend on the machine's
@@ -17,6 +22,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -25,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from camexp.localization import (
+    box_sweep,
     box_sweep_counts,
     cam_thresholds,
     quantize_map,
@@ -65,9 +74,36 @@ def reference_counts(
     return multi, largest
 
 
-def _warm_up(seconds: float) -> None:
-    """Runs in a worker: importing this module imported camexp.localization; then wait."""
+def _first_call() -> float:
+    """Seconds of the first ``box_sweep`` call in this process (loads or compiles the kernel)."""
+    start = time.perf_counter()
+    box_sweep(np.zeros((8, 8), dtype=np.uint8), np.array([[0, 0, 3, 3]]), cam_thresholds(), IOUS)
+    return time.perf_counter() - start
+
+
+def _warm_up(seconds: float) -> float:
+    """Runs in a worker: load the compiled kernel (first call), then wait so that every worker
+    gets one of these tasks."""
+    first = _first_call()
     time.sleep(seconds)
+    return first
+
+
+def jit_compile_seconds() -> float | None:
+    """First ``box_sweep`` call in a fresh interpreter with an empty numba cache (compile time)."""
+    code = "import bench_localization as b; print(b._first_call())"
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(Path(__file__).resolve().parent), env.get("PYTHONPATH", "")]
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        )
+    try:
+        return float(out.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return None
 
 
 def loadavg() -> str:
@@ -126,10 +162,22 @@ def main() -> None:
     parser.add_argument("--gt", nargs="+", default=["map", "random"], choices=["map", "random"])
     parser.add_argument("--workers", type=int, default=2, help="processes of the pooled fast run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--no-jit-check",
+        dest="jit_check",
+        action="store_false",
+        help="skip measuring the kernel's compile time in a fresh interpreter (a few seconds)",
+    )
     args = parser.parse_args()
 
     print(f"cpus={os.cpu_count()} loadavg={loadavg()}")
     print(f"{len(cam_thresholds())} thresholds, IoU {IOUS}, {SIZE}x{SIZE} maps, V1 + V2 counts")
+    print(f"fast path: {fast_path_kind()}")
+    if args.jit_check:
+        compiled = jit_compile_seconds()
+        shown = "n/a" if compiled is None else f"{compiled:.2f} s"
+        print(f"first call with an empty numba cache (JIT compile, not in the timings): {shown}")
+    print(f"first call in this process (kernel load, not in the timings): {_first_call():.2f} s")
     header = (
         f"{'family':<7}{'gt':<8}{'maps':>5}{'ref maps/s':>12}{'fast maps/s':>13}"
         f"{'pool maps/s':>13}{'fast/ref':>10}{'pool/ref':>10}  MaxBoxAccV2@30/50/70"
@@ -138,14 +186,28 @@ def main() -> None:
     with sweep_pool(args.workers) as pool:
         # start the worker processes (spawn + imports) outside the timings: one sleeping task
         # per worker, so that every worker is up before the first timed run
-        _, t_start = timed(lambda: list(pool.map(_warm_up, [0.3] * args.workers)))
-        print(f"process pool of {args.workers} started in {t_start:.2f} s (not in the timings)")
+        firsts, t_start = timed(lambda: list(pool.map(_warm_up, [0.3] * args.workers)))
+        print(
+            f"process pool of {args.workers} started in {t_start:.2f} s, kernel loaded in "
+            f"{max(firsts):.2f} s (not in the timings)"
+        )
         print(header)
         for family in args.families:
             for gt_kind in args.gt:
                 rows.append(bench_family(family, gt_kind, args.maps, pool, args.seed))
                 print_row(rows[-1])
     summarize(rows, args.workers)
+
+
+def fast_path_kind() -> str:
+    """Which implementation :func:`box_sweep` uses here."""
+    from camexp.localization.fast import _kernel
+
+    if _kernel() is None:
+        return "OpenCV tracing of the distinct masks (numba not installed)"
+    import numba
+
+    return f"compiled union-find sweep (numba {numba.__version__})"
 
 
 def print_row(row: dict) -> None:

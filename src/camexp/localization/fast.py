@@ -1,36 +1,45 @@
 """Fast threshold sweep of one map: same counts as :mod:`camexp.localization.reference`.
 
-The reference runs ``findContours`` once per threshold (1000 times per map). This module gives
-identical results with far fewer calls, using only facts that hold exactly:
+The reference runs ``findContours`` once per threshold (1000 times per map). Two implementations
+here give identical results:
 
-1. **Distinct masks.** The mask at ``tau`` is ``q > int(tau * max)``; a uint8 map has at most
-   256 distinct levels and two levels give the same mask when no pixel value lies between them.
-   Masks are keyed by their pixel count (``#{q > level}``), which identifies the mask because the
-   masks are nested; each distinct mask is processed once.
-2. **An exact IoU upper bound.** Every contour box of a mask lies inside the mask's bounding box
-   ``B`` (extended by the field's ``+1`` corner and clipping). For any box ``b`` inside ``B`` and
-   ground truth ``g``: ``IoU(b, g) <= |b & g| / |g| <= |B & g| / |g|``; rounding is monotone, so
-   when that bound (computed in float64) is below the smallest IoU threshold, no contour can
-   reach any threshold and the mask needs no contours at all. Only applied when the ground-truth
-   boxes are integers (the field floors them), so the bound is computed exactly.
-3. **Cropping.** Contours are traced on the mask's bounding box only (``findContours`` with an
-   offset). OpenCV pads the image with zeros internally, so the crop's contours, their order and
-   their hierarchy are those of the full image, translated.
-4. **Vectorized post-processing.** Bounding boxes (min/max of contour points) and polygon areas
-   (shoelace formula on the integer points, exact, equal to ``cv2.contourArea``) of all contours
-   of all masks are computed in a few numpy calls, then IoU for all boxes at once. V1 takes the
-   first contour of maximal area in OpenCV's order, like ``max(contours, key=cv2.contourArea)``.
+* **Compiled sweep** (default when numba is installed and the ground-truth boxes are integers, as
+  the field floors them): :mod:`camexp.localization._sweep_kernel` sorts the pixels by value once
+  and sweeps the levels with union-find, getting every level's outer-contour boxes, hole-contour
+  boxes and the largest contour's box (with OpenCV's polygon area and tie order) without tracing;
+  see that module for the facts it relies on. Boxes of components nested inside holes
+  (*islands*) are bounded instead of computed; the rare levels where that bound leaves V2 open
+  are traced with OpenCV. The kernel is imported on first use (numba import plus loading its
+  cached machine code: ~0.1-0.3 s per process; ~4 s the very first time, compiling).
+  ``bench/bench_localization.py``, one process: about 20-30x the reference on 224x224 maps.
+* **Tracing of the distinct masks** (without numba, or with non-integer boxes), about 5x:
+
+  1. *Distinct masks.* The mask at ``tau`` is ``q > int(tau * max)``; a uint8 map has at most
+     256 distinct levels and two levels give the same mask when no pixel value lies between them.
+     Masks are keyed by their pixel count (``#{q > level}``), which identifies the mask because
+     the masks are nested; each distinct mask is processed once.
+  2. *An exact IoU upper bound.* Every contour box of a mask lies inside the mask's bounding box
+     ``B`` (extended by the field's ``+1`` corner and clipping). For any box ``b`` inside ``B``
+     and ground truth ``g``: ``IoU(b, g) <= |b & g| / |g| <= |B & g| / |g|``; rounding is
+     monotone, so when that bound (computed in float64) is below the smallest IoU threshold, no
+     contour can reach any threshold and the mask needs no contours at all. Only applied when the
+     ground-truth boxes are integers, so the bound is computed exactly.
+  3. *Cropping.* Contours are traced on the mask's bounding box only (``findContours`` with an
+     offset). OpenCV pads the image with zeros internally, so the crop's contours, their order
+     and their hierarchy are those of the full image, translated.
+  4. *Vectorized post-processing.* Bounding boxes (min/max of contour points) and polygon areas
+     (shoelace formula on the integer points, exact, equal to ``cv2.contourArea``) of all
+     contours of all masks are computed in a few numpy calls, then IoU for all boxes at once. V1
+     takes the first contour of maximal area in OpenCV's order, like
+     ``max(contours, key=cv2.contourArea)``.
 
 Maps are independent: :func:`box_sweep_counts` spreads them over a process pool
 (:func:`sweep_pool`).
 
-The test-suite compares this module with the reference count for count on random smooth maps
-(the cropping argument relies on OpenCV >= 3.2 padding the image instead of zeroing its border;
-the tests would catch a change). Speed (``bench/bench_localization.py``, one thread): about 5x
-the reference on CAM-like 224x224 maps. What remains is one ``findContours`` per distinct mask
-(about 200 per map, ~15 us each): a union-find over sorted pixels gives the components of all
-levels in one pass, but in numpy/Python it costs more than OpenCV's tracing, and it still would not
-give OpenCV's hole contours and polygon areas (needed for V1) without tracing.
+The test-suite compares both implementations with the reference count for count on random smooth
+maps, binary noise, plateaus, nested rings and islands, tiny maps (the cropping argument relies on
+OpenCV >= 3.2 padding the image instead of zeroing its border; the compiled sweep relies on
+OpenCV's contour order and areas; the tests would catch a change).
 """
 
 from __future__ import annotations
@@ -311,8 +320,9 @@ def _chunksize(items: Iterable, executor: Executor, workers: int) -> int:
 def sweep_pool(workers: int) -> ProcessPoolExecutor:
     """A process pool for :func:`box_sweep_counts` (``spawn`` start method).
 
-    Processes, not threads: the sweep makes ~200 short OpenCV calls per map and threads serialize
-    on the GIL between them. ``spawn`` avoids forking a parent that holds CUDA or OpenCV thread
+    Processes, not threads: the OpenCV path makes ~200 short calls per map and threads serialize
+    on the GIL between them (the compiled sweep takes about a millisecond per 224x224 map, so a
+    pool pays off for large splits only). ``spawn`` avoids forking a parent that holds CUDA or OpenCV thread
     state; each worker imports numpy and OpenCV once (``camexp.localization`` loads torch only
     when a metric class is used). Reuse one pool for many calls and shut it down after
     (``with sweep_pool(4) as pool: ...``).
