@@ -84,6 +84,10 @@ def test_googlenet_gmp_is_a_config_override(tmp_path: Path) -> None:
     ("model.arch=vgg19", "model.arch='vgg19' is not allowed"),
     ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
     ("model.scheduler.name=poly", "model.scheduler.name='poly' is not allowed"),
+    ("localization.paper_fraction=1.2", "localization.paper_fraction=1.2 must be a number in [0, 1)"),
+    ("localization.method=gradcam", "localization.method='gradcam' is not allowed"),
+    ("localization.iou_thresholds=[0.5]", "localization.iou_thresholds contains 0.5"),
+    ("localization.cam_curve_interval=0", "localization.cam_curve_interval=0 must be a number in (0, 1]"),
 ])
 def test_bad_config_values_are_named(override: str, message: str, tmp_path: Path) -> None:
     cfg = compose_config("train", [override], tmp_path / "run", tmp_path)

@@ -39,9 +39,39 @@ def validate(cfg: DictConfig) -> None:
                 f"model.pretrained=true, but model.arch={model.arch!r} has no ImageNet weights; "
                 "set model.pretrained=false."
             )
+    localization = cfg.get("localization")
+    if localization is not None:
+        _check_localization(localization)
     data = cfg.get("data")
     if data is not None:
         _check_positive("data.batch_size", data.get("batch_size"))
         _check_positive("data.num_classes", data.get("num_classes"))
         if not 0.0 < float(data.get("val_fraction", 0.1)) < 1.0:
             raise ConfigError(f"data.val_fraction={data.val_fraction!r} must be in (0, 1).")
+
+
+def _check_fraction(key: str, value, low_open: bool, high_open: bool) -> None:
+    """``value`` must lie in [0, 1] with the given ends excluded."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
+    if not ok:
+        interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+        raise ConfigError(f"{key}={value!r} must be a number in {interval}.")
+
+
+def _check_localization(localization: DictConfig) -> None:
+    from camexp.callbacks.localization import METHODS
+
+    _check_choice("localization.method", localization.get("method"), METHODS)
+    _check_fraction("localization.cam_curve_interval", localization.get("cam_curve_interval"),
+                    low_open=True, high_open=False)
+    _check_fraction("localization.paper_fraction", localization.get("paper_fraction"),
+                    low_open=False, high_open=True)
+    _check_fraction("localization.paper_iou", localization.get("paper_iou"),
+                    low_open=True, high_open=False)
+    for iou in localization.get("iou_thresholds") or []:
+        if not isinstance(iou, (int, float)) or not 1 <= iou <= 100:
+            raise ConfigError(
+                f"localization.iou_thresholds contains {iou!r}; IoU thresholds are percentages "
+                "in [1, 100] (not fractions), e.g. [30, 50, 70]."
+            )

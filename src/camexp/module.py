@@ -1,7 +1,7 @@
 """The LightningModule: a :class:`~camexp.models.CAMNet` trained with image-level labels only.
 
 Fine-tuning as the field does it (PAPER.md 1.2): SGD with momentum 0.9, the layers added to
-the trunk at ``head_lr_mult`` times the trunk's learning rate, step or cosine decay.
+the trunk at ``head_lr_mult`` times the trunk's learning rate, step or cosine decay per epoch.
 
 Validation and test steps return the logits and the head's feature maps of their single
 forward pass, so callbacks compute class activation maps without a second pass.
@@ -9,6 +9,7 @@ forward pass, so callbacks compute class activation maps without a second pass.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import lightning as L
@@ -100,26 +101,35 @@ class CAMClassifier(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "test")
 
-    def configure_optimizers(self):
+    def lr_factor(self, epoch: int) -> float:
+        """The learning-rate multiplier of ``epoch``: step decay ``gamma ** (epoch // step_size)``,
+        cosine ``(1 + cos(pi * epoch / max_epochs)) / 2``, or 1.
+
+        A pure function of the epoch, applied at each epoch's start (not a stepped scheduler),
+        so a run resumed from any checkpoint follows exactly the same schedule.
+        """
+        name = self.scheduler["name"]
+        if name == "step":
+            return float(self.scheduler["gamma"]) ** (epoch // int(self.scheduler["step_size"]))
+        if name == "cosine":
+            total = max(1, self.trainer.max_epochs or 1)
+            return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
+        return 1.0
+
+    def on_train_epoch_start(self) -> None:
+        factor = self.lr_factor(self.current_epoch)
+        for optimizer in self.trainer.optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * factor
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
         optim = self.optim
         groups = [
             {"params": self.net.trunk_parameters(), "lr": optim["lr"]},
             {"params": self.net.new_parameters(), "lr": optim["lr"] * optim["head_lr_mult"]},
         ]
-        optimizer = torch.optim.SGD(
-            [group for group in groups if group["params"]],
-            lr=optim["lr"], momentum=optim["momentum"], nesterov=optim["nesterov"],
+        groups = [{**group, "base_lr": group["lr"]} for group in groups if group["params"]]
+        return torch.optim.SGD(
+            groups, lr=optim["lr"], momentum=optim["momentum"], nesterov=optim["nesterov"],
             weight_decay=optim["weight_decay"],
         )
-        name = self.scheduler["name"]
-        if name == "none":
-            return optimizer
-        if name == "step":
-            scheduler = torch.optim.lr_scheduler.StepLR(
-                optimizer, step_size=self.scheduler["step_size"], gamma=self.scheduler["gamma"]
-            )
-        else:
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=max(1, self.trainer.max_epochs or 1)
-            )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -29,9 +29,16 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self.skip: tuple[int, int] = (-1, 0)  # (epoch, samples already trained on)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_within(self, epoch: int, samples_done: int) -> None:
+        """Leave out the first ``samples_done`` samples of ``epoch``: they were trained on
+        before the run stopped mid-epoch. ``len()`` stays the full epoch's, as the training
+        loop's restored batch counter expects."""
+        self.skip = (epoch, samples_done)
 
     def __len__(self) -> int:
         return self.length // self.num_replicas
@@ -39,7 +46,10 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, -1))
         order = torch.randperm(self.length, generator=generator)[: len(self) * self.num_replicas]
-        for index in order[self.rank :: self.num_replicas].tolist():
+        mine = order[self.rank :: self.num_replicas].tolist()
+        if self.skip[0] == self.epoch:
+            mine = mine[self.skip[1] :]
+        for index in mine:
             yield self.epoch, index
 
 
