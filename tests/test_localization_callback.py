@@ -110,3 +110,22 @@ def test_backprop_method_runs_in_the_test_loop(tmp_path, data_dir) -> None:
     metrics = train(cfg)
     assert 0.0 <= metrics["test/MaxBoxAccV2"] <= 100.0
     assert "test/loc_gt_known" in metrics
+
+
+def test_wandb_gets_boxes_pictures_and_the_curve_table(tmp_path, data_dir, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    wandb_dir = tmp_path / "wb"
+    cfg = compose_config("train", SMALL + ["data.synthetic.test_per_class=2", "train=false",
+                                           "+logger.wb._target_=lightning.pytorch.loggers.WandbLogger",
+                                           "+logger.wb.offline=true", f"+logger.wb.save_dir={wandb_dir}"],
+                         tmp_path / "run", data_dir)
+    train(cfg)
+    import wandb
+
+    wandb.finish()
+    media = list(wandb_dir.glob("wandb/offline-run-*/files/media/**/*"))
+    names = " ".join(path.name for path in media)
+    assert "cam_boxes" in names and "cam_panels" in names
+    assert "box_accuracy_curve_table" in names and "box_accuracy_curve" in names

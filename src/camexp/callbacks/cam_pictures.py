@@ -111,6 +111,33 @@ class CAMPictures(L.Callback):
             title = f"{sample['image_id']}  (top-1 {verdict})"
             self.written.append(draw_cam_panel(path, sample["image"], maps, sample["boxes"], title,
                                                pred_boxes=boxes or None))
+            self._to_wandb(trainer, sample, names, boxes[0][0][0] if boxes else None, title)
         self.samples = []
         if self.written and trainer.is_global_zero:
             print(f"CAM pictures: {self.output_dir.resolve()} ({len(self.written)} images)")
+
+    def _to_wandb(self, trainer: L.Trainer, sample: dict, names: list[str], predicted, title: str):
+        """Log the image with ground-truth and predicted boxes as a ``wandb.Image`` (class
+        names as box labels), and the drawn panel, to every W&B logger of the run."""
+        from lightning.pytorch.loggers import WandbLogger
+
+        loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
+        if not loggers:
+            return
+        import wandb
+
+        def box(corners, caption: str) -> dict:
+            x0, y0, x1, y1 = (float(v) for v in corners)
+            return {"position": {"minX": x0, "minY": y0, "maxX": x1, "maxY": y1},
+                    "domain": "pixel", "class_id": sample["label"], "box_caption": caption}
+
+        class_labels = dict(enumerate(names))
+        overlays = {"ground_truth": {"box_data": [box(b, names[sample["label"]]) for b in sample["boxes"]],
+                                     "class_labels": class_labels}}
+        if predicted is not None:
+            overlays["predictions"] = {"box_data": [box(predicted, "CAM box (GT class)")],
+                                       "class_labels": class_labels}
+        image = wandb.Image(sample["image"], boxes=overlays, caption=title)
+        panel = wandb.Image(str(self.written[-1]), caption=title)
+        for logger in loggers:
+            logger.experiment.log({"test/cam_boxes": image, "test/cam_panels": panel})

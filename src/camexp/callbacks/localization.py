@@ -195,8 +195,14 @@ class CAMLocalization(L.Callback):
         plt.close(figure)
         for logger in trainer.loggers:
             log_image = getattr(logger, "log_image", None)
-            if callable(log_image):
+            if callable(log_image):  # W&B: the plot, and the curve as a table to re-plot
                 log_image(key=f"{stage}/box_accuracy_curve", images=[str(png_path)])
+            log_table = getattr(logger, "log_table", None)
+            if callable(log_table):
+                rows = [[float(tau), *(float(c[i]) for c in columns.values())]
+                        for i, tau in enumerate(v1["thresholds"])]
+                log_table(key=f"{stage}/box_accuracy_curve_table", columns=["threshold", *columns],
+                          data=rows)
 
     # -- Lightning hooks -------------------------------------------------------------------
 
