@@ -34,7 +34,8 @@ lint: $(STAMP)
 ## make bench: speed comparisons printed as ratios measured side by side
 bench: $(STAMP)
 	$(PY) bench/bench_training.py
-	@if [ -f bench/bench_localization.py ]; then $(PY) bench/bench_localization.py; fi
+	$(PY) bench/bench_data.py
+	$(PY) bench/bench_localization.py
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache

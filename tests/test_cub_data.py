@@ -203,3 +203,32 @@ def test_augmentation_is_a_function_of_seed_epoch_and_index(cub_dir: Path) -> No
     crops = {tuple(dataset[(epoch, 0)]["boxes"][0].tolist()) for epoch in range(8)}
     assert len(crops) > 1  # other epochs, other crops
     assert sample_seed(5, 2, 0) != sample_seed(5, 0, 2) != sample_seed(2, 5, 0)
+
+
+def test_paths_that_leave_the_dataset_folder_are_refused(cub_dir: Path) -> None:
+    path = cub_dir / "images.txt"
+    lines = path.read_text().splitlines()
+    lines[3] = "4 ../../outside/secret.jpg"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"images.txt, line 4: the path '../../outside/secret.jpg' "
+                                           r"points outside the dataset folder"):
+        read_cub(cub_dir)
+    lines[3] = "4 /etc/hosts"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"line 4: the path '/etc/hosts' points outside"):
+        read_cub(cub_dir)
+
+
+def test_metadata_image_ids_that_leave_the_root_are_refused(tmp_path: Path) -> None:
+    from camexp.data.wsol import read_metadata_split
+    from tests.conftest import write_metadata
+
+    meta = write_metadata(tmp_path / "meta", tmp_path / "images",
+                          {"test": [("a/x.jpg", 0, [(1, 1, 9, 9)]), ("b/y.jpg", 1, [(2, 2, 8, 8)])]})
+    ids = meta / "test" / "image_ids.txt"
+    ids.write_text(ids.read_text().replace("b/y.jpg", "../y.jpg"))
+    for name in ("class_labels.txt", "image_sizes.txt", "localization.txt"):
+        file = meta / "test" / name
+        file.write_text(file.read_text().replace("b/y.jpg", "../y.jpg"))
+    with pytest.raises(DatasetError, match=r"image_ids.txt, line 2: the path '../y.jpg' points outside"):
+        read_metadata_split(meta / "test", "test", tmp_path / "images")

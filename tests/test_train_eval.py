@@ -87,6 +87,7 @@ def test_googlenet_gmp_is_a_config_override(tmp_path: Path) -> None:
     ("localization.paper_fraction=1.2", "localization.paper_fraction=1.2 must be a number in [0, 1)"),
     ("localization.method=gradcam", "localization.method='gradcam' is not allowed"),
     ("localization.iou_thresholds=[0.5]", "localization.iou_thresholds contains 0.5"),
+    ("trainer.devices=3", "data.batch_size=32 (the global batch) does not divide by trainer.devices x trainer.num_nodes = 3"),
     ("localization.cam_curve_interval=0", "localization.cam_curve_interval=0 must be a number in (0, 1]"),
 ])
 def test_bad_config_values_are_named(override: str, message: str, tmp_path: Path) -> None:

@@ -114,7 +114,8 @@ class PreemptionCheckpoint(L.Callback):
         self.path = Path(dirpath) / filename
         self.preempted = False
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning installs its SIGTERM handler after on_fit_start; route SIGUSR1 to it here.
         self.preempted = False
         sigterm = signal.getsignal(signal.SIGTERM)
         if callable(sigterm) and hasattr(signal, "SIGUSR1"):

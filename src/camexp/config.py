@@ -48,6 +48,7 @@ def validate(cfg: DictConfig) -> None:
         _check_positive("data.num_classes", data.get("num_classes"))
         if not 0.0 < float(data.get("val_fraction", 0.1)) < 1.0:
             raise ConfigError(f"data.val_fraction={data.val_fraction!r} must be in (0, 1).")
+        _check_batch_over_devices(data.batch_size, cfg.get("trainer"))
 
 
 def _check_fraction(key: str, value, low_open: bool, high_open: bool) -> None:
@@ -74,4 +75,19 @@ def _check_localization(localization: DictConfig) -> None:
             raise ConfigError(
                 f"localization.iou_thresholds contains {iou!r}; IoU thresholds are percentages "
                 "in [1, 100] (not fractions), e.g. [30, 50, 70]."
+            )
+
+
+def _check_batch_over_devices(batch_size: int, trainer: DictConfig | None) -> None:
+    """``data.batch_size`` is global: it must split evenly over the processes (when the
+    device count is known at composition; ``devices=-1``/``auto`` is checked at start-up)."""
+    if trainer is None:
+        return
+    devices, nodes = trainer.get("devices"), trainer.get("num_nodes") or 1
+    if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0:
+        processes = devices * int(nodes)
+        if batch_size % processes:
+            raise ConfigError(
+                f"data.batch_size={batch_size} (the global batch) does not divide by "
+                f"trainer.devices x trainer.num_nodes = {processes}; use a multiple of {processes}."
             )

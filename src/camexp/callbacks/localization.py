@@ -143,7 +143,7 @@ class CAMLocalization(L.Callback):
         metrics["v2"].update(gt_maps, boxes, num_boxes)
         metrics["paper"].update(gt_maps, top, batch["label"], boxes, num_boxes, topk_maps=top_maps)
         if self.use_masks:
-            metrics["pxap"].update(gt_maps, batch["mask"] > 127)
+            metrics["pxap"].update(gt_maps, batch["mask"] > 127, batch.get("ignore"))
         if self.center_baseline:
             center = self.center_map.to(gt_maps.device).expand(len(gt_maps), -1, -1)
             metrics["center"].update(center, boxes, num_boxes)

@@ -36,6 +36,21 @@ class DatasetError(UserError, ValueError):
     """A dataset on disk is missing or malformed; the message names the file and the fix."""
 
 
+def check_inside(relative: str, where: str) -> str:
+    """Refuse a path from a dataset's text files that would leave the dataset's folder.
+
+    ``relative`` must be relative and free of ``..`` parts (``where`` names the file and line).
+    """
+    parts = Path(relative).parts
+    if Path(relative).is_absolute() or ".." in parts:
+        raise DatasetError(
+            f"{where}: the path {relative!r} points outside the dataset folder (absolute, or "
+            "with '..'). Paths in dataset files must be relative to the dataset's folder; "
+            "fix the line."
+        )
+    return relative
+
+
 @dataclass(frozen=True)
 class CUBRecords:
     """Everything CUB's text files say about its images, one row per image.
@@ -52,6 +67,10 @@ class CUBRecords:
     boxes: list[np.ndarray]
     class_names: list[str]
     has_masks: bool
+    # where each row comes from (1-based line numbers), for error messages and check_data
+    image_lines: np.ndarray | None = None
+    label_lines: np.ndarray | None = None
+    box_lines: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -149,10 +168,13 @@ def read_cub(root: str | Path) -> CUBRecords:
                 "Each image id must be unique."
             )
         id_to_row[image_id] = len(id_to_row)
-    paths = [path.strip() for _, (_, path) in images]
+    paths = [check_inside(path.strip(), f"{root / 'images.txt'}, line {number}")
+             for number, (_, path) in images]
 
     labels_file = root / "image_class_labels.txt"
-    labels = _by_image_id(labels_file, _read_table(labels_file, 2, (int, int)), id_to_row)
+    label_rows = _read_table(labels_file, 2, (int, int))
+    labels = _by_image_id(labels_file, label_rows, id_to_row)
+    label_line = {image_id: number for number, (image_id, _) in label_rows}
     split_file = root / "train_test_split.txt"
     splits = _by_image_id(split_file, _read_table(split_file, 2, (int, int)), id_to_row)
     for image_id in id_to_row:
@@ -168,12 +190,13 @@ def read_cub(root: str | Path) -> CUBRecords:
     if bad.size:
         image_id = list(id_to_row)[bad[0]]
         raise DatasetError(
-            f"{labels_file}: image id {image_id} has class {label_array[bad[0]] + 1}, outside "
+            f"{labels_file}, line {label_line[image_id]}: image id {image_id} has class {label_array[bad[0]] + 1}, outside "
             f"1..{len(class_names)} of classes.txt. Fix the label or classes.txt."
         )
 
     boxes_file = root / "bounding_boxes.txt"
     boxes: list[list[list[float]]] = [[] for _ in paths]
+    box_lines: list[list[int]] = [[] for _ in paths]
     for number, (image_id, x, y, width, height) in _read_table(
         boxes_file, 5, (int, float, float, float, float)
     ):
@@ -188,6 +211,7 @@ def read_cub(root: str | Path) -> CUBRecords:
                 "Boxes are 'image_id x y width height' with width, height >= 0."
             )
         boxes[id_to_row[image_id]].append([x, y, x + width, y + height])
+        box_lines[id_to_row[image_id]].append(number)
     for row, image_boxes in enumerate(boxes):
         if not image_boxes:
             raise DatasetError(
@@ -204,6 +228,9 @@ def read_cub(root: str | Path) -> CUBRecords:
         boxes=[np.asarray(b, dtype=np.float64) for b in boxes],
         class_names=class_names,
         has_masks=(root / "segmentations").is_dir(),
+        image_lines=np.array([number for number, _ in images], dtype=np.int64),
+        label_lines=np.array([label_line[i] for i in id_to_row], dtype=np.int64),
+        box_lines=[np.asarray(lines, dtype=np.int64) for lines in box_lines],
     )
 
 

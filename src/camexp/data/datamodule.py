@@ -4,8 +4,17 @@
 ``synthetic`` to a generator spec, writes the dataset once in the CUB layout under ``root``
 and then reads it through exactly the same code.
 
-Splits: train and test from ``train_test_split.txt``; validation is a seeded, per-class
-``val_fraction`` of train, held out from training.
+Splits (``data.split``):
+
+* ``official``: train and test from ``train_test_split.txt``; validation is a seeded, per-class
+  ``val_fraction`` of train, held out from training.
+* ``wsol``: the field's metadata folders ``data.metadata_root`` (``metadata/CUB`` with
+  ``train/ val/ test/``; val is CUBV2 "train-fullsup"), image ids relative to the CUB images
+  folder (``data.root/images``, or ``data.root`` itself when it has no ``images/``).
+
+Everything else (checks, datasets, loaders) is :class:`camexp.data.wsol.WSOLDataModule`'s.
+The ImageNet and OpenImages DataModules live in :mod:`camexp.data.imagenet` and
+:mod:`camexp.data.openimages`; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,19 +22,31 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 
-from camexp.data.cub import CUBRecords, DatasetError, read_cub, resolve_cub_root, split_train_val
-from camexp.data.dataset import WSOLDataset, collate
-from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler
-from camexp.data.transforms import EvalTransform, TrainTransform
+from camexp.data.cub import (
+    CUBRecords,
+    DatasetError,
+    read_cub,
+    resolve_cub_root,
+)
+from camexp.data.wsol import (
+    Origin,
+    Split,
+    Tables,
+    WSOLDataModule,
+    names_from_ids,
+    read_metadata_splits,
+    resolve_metadata_root,
+)
+
+__all__ = ["CUBDataModule", "WSOLDataModule"]  # ImageNet/OpenImages DataModules: lazily, below
 
 
-class CUBDataModule(L.LightningDataModule):
+class CUBDataModule(WSOLDataModule):
     """Serves CUB-layout data; every batch is a dict (see :func:`camexp.data.dataset.collate`)."""
+
+    dataset_name = "CUB-200-2011"
 
     def __init__(
         self,
@@ -34,7 +55,7 @@ class CUBDataModule(L.LightningDataModule):
         synthetic: dict[str, Any] | None = None,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
-        num_workers: int = 4,
+        num_workers: int | None = 4,
         pin_memory: bool = True,
         persistent_workers: bool = True,
         val_fraction: float = 0.1,
@@ -45,27 +66,26 @@ class CUBDataModule(L.LightningDataModule):
         load_masks: bool = False,
         epochs: int | None = None,
         seed: int = 0,
+        split: str = "official",
+        metadata_root: str | None = None,
+        on_bad_image: str = "error",
+        check_sample: int = 8,
     ) -> None:
-        super().__init__()
-        if not 0.0 < val_fraction < 1.0:
-            raise ValueError(f"data.val_fraction={val_fraction} must be in (0, 1).")
-        self.root = root
-        self.num_classes = num_classes
+        super().__init__(
+            root, num_classes, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            num_workers=num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
+            val_fraction=val_fraction, split_seed=split_seed, resize_size=resize_size,
+            crop_size=crop_size, eval_size=eval_size, load_masks=load_masks, epochs=epochs,
+            seed=seed, split=split, metadata_root=metadata_root, on_bad_image=on_bad_image,
+            check_sample=check_sample,
+        )
         self.synthetic = dict(synthetic) if synthetic else None
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
-        self.val_fraction = val_fraction
-        self.split_seed = split_seed
-        self.train_transform = TrainTransform(tuple(resize_size), crop_size)
-        self.eval_transform = EvalTransform(tuple(eval_size))
-        self.load_masks = load_masks
-        self.epochs = epochs  # the dataset's usual schedule length; trainer.max_epochs reads it
-        self.seed = seed  # training order and augmentation: a function of (seed, epoch, index)
+        if self.synthetic is not None and split != "official":
+            raise DatasetError(
+                f"data.split={split!r} needs the real CUB-200-2011 images and metadata; the "
+                "synthetic dataset has its official split only (data.split=official)."
+            )
         self.records: CUBRecords | None = None
-        self.datasets: dict[str, WSOLDataset] = {}
 
     # -- where the data is --------------------------------------------------------------
 
@@ -83,88 +103,75 @@ class CUBDataModule(L.LightningDataModule):
             return ensure_synthetic_cub(Path(self.root), spec)
         return resolve_cub_root(self.root)
 
-    def check(self) -> None:
-        """Fast checks before any model is built: the layout is there (raises DatasetError)."""
-        if self.synthetic is None:
-            resolve_cub_root(self.root)
+    def ready(self) -> bool:
+        # the synthetic set is written by prepare_data; it is checked in setup
+        return self.synthetic is None
 
     def prepare_data(self) -> None:
-        self.dataset_root()
+        if self.synthetic is not None:
+            self.dataset_root()
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.records is None:
-            self.records = read_cub(self.dataset_root())
-            if len(self.records.class_names) != self.num_classes:
-                raise DatasetError(
-                    f"{self.records.root / 'classes.txt'} lists {len(self.records.class_names)} "
-                    f"classes but data.num_classes={self.num_classes}. Set "
-                    f"data.num_classes={len(self.records.class_names)}."
-                )
-        records = self.records
-        train_rows, val_rows = split_train_val(
-            records.labels, np.flatnonzero(records.is_train), self.val_fraction, self.split_seed
+    def read_tables(self) -> Tables:
+        if self.split == "wsol":
+            return self._read_wsol()
+        records = self.records = read_cub(self.dataset_root())
+        root = records.root
+        box_lines = (np.concatenate(records.box_lines) if records.box_lines
+                     else np.zeros(0, dtype=np.int64))
+        everything = Split.build(
+            "all", root / "images", records.paths, records.labels, records.boxes,
+            listed_in=Origin.lines_of(root / "images.txt", records.image_lines),
+            label_origin=Origin.lines_of(root / "image_class_labels.txt", records.label_lines),
+            box_origin=Origin.lines_of(root / "bounding_boxes.txt", box_lines),
         )
-        test_rows = np.flatnonzero(~records.is_train)
-        self.datasets = {
-            "train": self._dataset(train_rows, self.train_transform, seed=self.seed),
-            "val": self._dataset(val_rows, self.eval_transform),
-            "test": self._dataset(test_rows, self.eval_transform),
-        }
+        train = everything.take(np.flatnonzero(records.is_train), "train")
+        test = everything.take(np.flatnonzero(~records.is_train), "test")
+        kind = "synthetic, CUB layout" if self.synthetic is not None else "official split"
+        return Tables(self._official_splits(train, test), records.class_names,
+                      str(root / "classes.txt"), f"CUB-200-2011 ({kind}) at {root}")
 
-    def _dataset(self, rows: np.ndarray, transform, seed: int = 0) -> WSOLDataset:
-        records = self.records
-        assert records is not None
-        masks = None
-        if self.load_masks:
-            if not records.has_masks:
-                raise DatasetError(
-                    f"data.load_masks=true but {records.root / 'segmentations'} does not exist. "
-                    "Extract CUB's segmentations there, or set data.load_masks=false."
-                )
-            masks = [records.mask_file(row) for row in rows]
-        return WSOLDataset(
-            image_files=[records.image_file(row) for row in rows],
-            image_ids=[records.paths[row] for row in rows],
-            labels=records.labels[rows],
-            boxes=[records.boxes[row] for row in rows],
-            transform=transform,
-            mask_files=masks,
-            seed=seed,
-        )
-
-    @property
-    def class_names(self) -> list[str]:
-        """Readable class names: CUB's ``001.Black_footed_Albatross`` -> ``Black footed Albatross``."""
-        if self.records is None:
-            return [str(i) for i in range(self.num_classes)]
-        return [name.split(".", 1)[-1].replace("_", " ") for name in self.records.class_names]
-
-    # -- loaders ------------------------------------------------------------------------
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        dataset = self.datasets[split]
-        trainer = self.trainer
-        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
-        if train:
-            sampler = EpochShuffleSampler(len(dataset), self.seed, replicas, rank)
+    def _read_wsol(self) -> Tables:
+        metadata = resolve_metadata_root(self.metadata_root, "CUB", "data.metadata_root")
+        root = Path(self.root).expanduser()
+        try:
+            cub = resolve_cub_root(root)
+        except DatasetError:
+            cub = None
+        images_root = cub / "images" if cub is not None else (
+            root / "images" if (root / "images").is_dir() else root)
+        splits = read_metadata_splits(metadata, images_root)
+        if cub is not None:
+            names = [line.split(maxsplit=1)[1].strip() for line in
+                     (cub / "classes.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+            classes_from = str(cub / "classes.txt")
         else:
-            sampler = EvalDistributedSampler(len(dataset), replicas, rank)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=sampler,
-            drop_last=train,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers,
-            collate_fn=collate,
-        )
+            names = names_from_ids(splits, self.num_classes)
+            classes_from = f"data.num_classes (no classes.txt under {root})"
+        return Tables(splits, names, classes_from,
+                      f"CUB-200-2011 (wsol metadata {metadata}) with images under {images_root}")
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
+    def masks_for(self, split: Split) -> list | None:
+        segmentations = split.images_root.parent / "segmentations"
+        if not segmentations.is_dir():
+            raise DatasetError(
+                f"data.load_masks=true but {segmentations} does not exist. "
+                "Extract CUB's segmentations there, or set data.load_masks=false."
+            )
+        return [segmentations / Path(i).with_suffix(".png") for i in split.ids]
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
+    def readable_class_names(self, names: list[str]) -> list[str]:
+        """CUB's ``001.Black_footed_Albatross`` -> ``Black footed Albatross``."""
+        return [name.split(".", 1)[-1].replace("_", " ") for name in names]
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+
+def __getattr__(name: str):
+    # the other datasets' modules import this one's base; import them lazily
+    if name == "ImageNetDataModule":
+        from camexp.data.imagenet import ImageNetDataModule
+
+        return ImageNetDataModule
+    if name == "OpenImagesDataModule":
+        from camexp.data.openimages import OpenImagesDataModule
+
+        return OpenImagesDataModule
+    raise AttributeError(name)
