@@ -88,6 +88,8 @@ def test_googlenet_gmp_is_a_config_override(tmp_path: Path) -> None:
     ("localization.method=gradcam", "localization.method='gradcam' is not allowed"),
     ("localization.iou_thresholds=[0.5]", "localization.iou_thresholds contains 0.5"),
     ("trainer.devices=3", "data.batch_size=32 (the global batch) does not divide by trainer.devices x trainer.num_nodes = 3"),
+    ("data.split=fullsup", "data.split='fullsup' is not allowed; use one of ['official', 'wsol']"),
+    ("data.on_bad_image=ignore", "data.on_bad_image='ignore' is not allowed; use one of ['error', 'skip']"),
     ("localization.cam_curve_interval=0", "localization.cam_curve_interval=0 must be a number in (0, 1]"),
 ])
 def test_bad_config_values_are_named(override: str, message: str, tmp_path: Path) -> None:
@@ -110,6 +112,13 @@ def test_missing_cub_stops_at_once_with_the_path_and_the_override(tmp_path: Path
     assert "Traceback" not in result.stderr
     assert f"{tmp_path}/CUB" in result.stderr and "does not exist" in result.stderr
     assert "images.txt" in result.stderr and "data.root=" in result.stderr
+
+
+def test_unknown_model_lists_the_available_ones(tmp_path: Path) -> None:
+    result = _cli("camexp.train", "model=vgg19_gap", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "Could not find 'model/vgg19_gap'" in result.stderr
+    assert "vgg_gap" in result.stderr and "resnet50_gap" in result.stderr  # the available options
 
 
 def test_eval_of_a_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

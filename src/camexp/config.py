@@ -49,6 +49,8 @@ def validate(cfg: DictConfig) -> None:
         if not 0.0 < float(data.get("val_fraction", 0.1)) < 1.0:
             raise ConfigError(f"data.val_fraction={data.val_fraction!r} must be in (0, 1).")
         _check_batch_over_devices(data.batch_size, cfg.get("trainer"))
+        _check_choice("data.split", data.get("split", "official"), ("official", "wsol"))
+        _check_choice("data.on_bad_image", data.get("on_bad_image", "error"), ("error", "skip"))
 
 
 def _check_fraction(key: str, value, low_open: bool, high_open: bool) -> None:
