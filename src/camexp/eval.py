@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 from camexp.errors import UserError, exit_on_user_error
 from camexp.module import CAMClassifier
-from camexp.run import build_trainer, finish_run, prepare_data
+from camexp.run import build_trainer, finish_run, one_job, prepare_data
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -46,7 +46,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    exit_on_user_error(lambda: evaluate(cfg))
+    with one_job():
+        exit_on_user_error(lambda: evaluate(cfg))
 
 
 if __name__ == "__main__":

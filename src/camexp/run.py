@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -26,7 +31,55 @@ def instantiate_group(group: DictConfig | None) -> list:
     return [instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
 
 
+def keep_ddp_processes_in_this_job() -> None:
+    """Make Lightning's extra DDP processes join this job, not start a sweep of their own.
+
+    Lightning starts ranks 1..n-1 by re-running ``sys.argv`` with ``hydra.run.dir`` set to
+    the run directory. In a Hydra multirun job ``sys.argv`` is the whole sweep (``-m`` and
+    every value), so each extra process would run the sweep again in a new folder. Here they
+    get this job's own overrides, and its output folder as their run directory.
+    """
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf, open_dict
+
+    if not HydraConfig.initialized():
+        return
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    OmegaConf.set_readonly(hydra_cfg, False)
+    with open_dict(hydra_cfg):
+        hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
+@contextmanager
+def one_job() -> Iterator[None]:
+    """Leave no distributed state behind a job, so the next job of a multirun starts clean.
+
+    Lightning's DDP launcher writes the rank variables into this process's environment and
+    keeps the process group alive: the next job would think its processes were started
+    externally and wait for peers that have exited.
+    """
+    saved = {key: os.environ.get(key) for key in DDP_ENVIRONMENT}
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def build_trainer(cfg: DictConfig) -> L.Trainer:
+    keep_ddp_processes_in_this_job()
     return instantiate(
         cfg.trainer,
         callbacks=instantiate_group(cfg.get("callbacks")),

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from camexp.checkpointing import PREEMPTED_EXIT_CODE, resolve_resume
 from camexp.errors import exit_on_user_error
-from camexp.run import build_trainer, finish_run, prepare_data
+from camexp.run import build_trainer, finish_run, one_job, prepare_data
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -45,7 +45,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
-    exit_on_user_error(lambda: train(cfg))
+    with one_job():
+        exit_on_user_error(lambda: train(cfg))
 
 
 if __name__ == "__main__":
