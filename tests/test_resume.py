@@ -50,8 +50,8 @@ def test_same_seed_gives_identical_metrics_and_weights(tmp_path: Path, data_dir:
     assert train(other)["train/loss"] != results[0]["train/loss"]
 
 
-def _cli(run_dir: Path, data_dir: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+def _cli(run_dir: Path, data_dir: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [sys.executable, "-m", "camexp.train", *RUN, f"paths.data_dir={data_dir}",
                f"hydra.run.dir={run_dir}", *extra]
     return subprocess.run(command, cwd=run_dir.parent, env=env, capture_output=True, text=True,
@@ -91,8 +91,16 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, tmp_p
 @pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1"])
 def test_preemption_saves_and_resumes_exactly(name: str, uninterrupted, tmp_path, data_dir) -> None:
     run_dir = tmp_path / "preempted"
-    stopped = _cli(run_dir, data_dir, *_signal_at(7, name))
+    # under SLURM the job is requeued: a stand-in scontrol records the call
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/scontrol.args\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"SLURM_JOB_ID": "4242", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    stopped = _cli(run_dir, data_dir, *_signal_at(7, name), env=slurm)
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
+    assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]
+    assert "requeued SLURM job 4242" in stopped.stdout
     assert (run_dir / "checkpoints" / "preempted.ckpt").is_file()
     assert "resume=auto" in stopped.stdout
     resumed = _cli(run_dir, data_dir, "resume=auto")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,26 @@ def resolve_resume(resume: str | None, ckpt_path: str | None, checkpoint_dir: Pa
         return None
     print(f"camexp: resuming from {found}")
     return str(found)
+
+
+def requeue_slurm_job() -> str | None:
+    """Under SLURM, put this job back in the queue (``scontrol requeue``); returns what was done.
+
+    SLURM requeues a preempted job itself when it was submitted with ``--requeue``, but not a
+    job that reaches its time limit: its warning signal (``--signal=USR1@90``) lands here.
+    """
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"could not requeue SLURM job {job}: {error}"
+    if done.returncode:
+        return f"could not requeue SLURM job {job}: {done.stderr.strip() or done.returncode}"
+    return f"requeued SLURM job {job}"
 
 
 class PreemptionCheckpoint(L.Callback):

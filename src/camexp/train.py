@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from camexp.checkpointing import PREEMPTED_EXIT_CODE, resolve_resume
+from camexp.checkpointing import PREEMPTED_EXIT_CODE, requeue_slurm_job, resolve_resume
 from camexp.errors import exit_on_user_error
 from camexp.run import build_trainer, finish_run, one_job, prepare_data
 
@@ -34,6 +34,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
             if trainer.is_global_zero:
                 print(f"camexp: preempted; saved {checkpoint_dir / 'preempted.ckpt'}. Re-run the "
                       "same command with resume=auto (and hydra.run.dir=<this run folder>).")
+                requeued = requeue_slurm_job()
+                if requeued:
+                    print(f"camexp: {requeued}")
             raise SystemExit(PREEMPTED_EXIT_CODE) from None
     metrics = dict(trainer.callback_metrics)
     if cfg.get("test", True):
