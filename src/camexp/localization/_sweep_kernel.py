@@ -60,6 +60,22 @@ def _find(parent, p):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _union(parent, info, root, other):
+    """Merge the components of roots ``root`` and ``other`` (the larger by ``info[:, 0]``
+    absorbs the other; columns 1.. sum, min, max, min, max); return the merged root."""
+    if info[other, 0] > info[root, 0]:
+        other, root = root, other
+    parent[other] = root
+    info[root, 0] += info[other, 0]
+    info[root, 1] += info[other, 1]
+    info[root, 2] = min(info[root, 2], info[other, 2])
+    info[root, 3] = max(info[root, 3], info[other, 3])
+    info[root, 4] = min(info[root, 4], info[other, 4])
+    info[root, 5] = max(info[root, 5], info[other, 5])
+    return root
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _iou(x0, y0, x1, y1, gts):
     best = 0.0
     area = (x1 - x0 + 1) * (y1 - y0 + 1)
@@ -260,15 +276,7 @@ def _top_level(order, bucket, col, wp, size, height, width, gts, need):
                 other = _find(parent, p + offs[code, j])
                 if other == root:
                     continue
-                if info[other, 0] > info[root, 0]:
-                    other, root = root, other
-                parent[other] = root
-                info[root, 0] += info[other, 0]
-                info[root, 1] += info[other, 1]
-                info[root, 2] = min(info[root, 2], info[other, 2])
-                info[root, 3] = max(info[root, 3], info[other, 3])
-                info[root, 4] = min(info[root, 4], info[other, 4])
-                info[root, 5] = max(info[root, 5], info[other, 5])
+                root = _union(parent, info, root, other)
             parent[p] = root
             info[root, 1] += halves[code]
             info[root, 2] = min(info[root, 2], p)
@@ -354,15 +362,7 @@ def _holes(order, bucket, r, col, wp, size, height, width, gts, need):
                 other = _find(parent, n)
                 if other == root:
                     continue
-                if info[other, 0] > info[root, 0]:
-                    other, root = root, other
-                parent[other] = root
-                info[root, 0] += info[other, 0]
-                info[root, 1] += info[other, 1]
-                info[root, 2] = min(info[root, 2], info[other, 2])
-                info[root, 3] = max(info[root, 3], info[other, 3])
-                info[root, 4] = min(info[root, 4], info[other, 4])
-                info[root, 5] = max(info[root, 5], info[other, 5])
+                root = _union(parent, info, root, other)
             live[nlive] = p
             nlive += 1
         if nlive == 0:
