@@ -101,6 +101,21 @@ def test_two_ddp_processes_give_exactly_one_process_metrics(tmp_path, data_dir) 
     assert results[1]["test/MaxBoxAcc"] == results[2]["test/MaxBoxAcc"]
     for key in LOCALIZATION_KEYS + ["acc_top1", "acc_top5"]:
         assert results[2][f"test/{key}"] == results[1][f"test/{key}"], key
+    # the curve files count the whole split too, not rank 0's share
+    curves = [(tmp_path / f"eval{d}/localization/test_box_accuracy_curve.csv").read_text()
+              for d in (1, 2)]
+    assert curves[0] == curves[1]
+
+
+def test_maxboxacc_without_iou50_in_v2_still_logged(tmp_path, data_dir) -> None:
+    cfg = compose_config("train", SMALL + ["data.synthetic.test_per_class=2", "train=false",
+                                           "localization.iou_thresholds=[30,70]"],
+                         tmp_path / "run", data_dir)
+    metrics = train(cfg)
+    assert {"test/MaxBoxAcc", "test/MaxBoxAcc_best_tau", "test/MaxBoxAccV2_IoU70"} <= set(metrics)
+    assert "test/MaxBoxAccV2_IoU50" not in metrics
+    header = (tmp_path / "run/localization/test_box_accuracy_curve.csv").read_text().splitlines()[0]
+    assert header == "threshold,MaxBoxAcc_IoU50,MaxBoxAccV2_IoU30,MaxBoxAccV2_IoU70"
 
 
 def test_backprop_method_runs_in_the_test_loop(tmp_path, data_dir) -> None:

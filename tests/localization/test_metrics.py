@@ -205,3 +205,19 @@ def test_pxap_metric_resizes_masks_nearest() -> None:
     metric.update(maps, fg, mask=torch.tensor([True, False]))
     assert int(metric.positive_hist.sum()) == 64  # 4x4 -> 8x8 pixels, one sample
     assert int(metric.negative_hist.sum()) == 256 - 64
+
+
+def test_v2_reports_v1_from_its_own_sweep_exactly_as_maxboxacc() -> None:
+    maps, boxes, num = _batch(np.random.default_rng(3), 12)
+    v1 = MaxBoxAcc(image_size=48, cam_curve_interval=0.01)
+    v2 = MaxBoxAccV2(image_size=48, cam_curve_interval=0.01, report_v1=True)
+    plain = MaxBoxAccV2(image_size=48, cam_curve_interval=0.01)
+    for metric in (v1, v2, plain):
+        metric.update(maps, boxes, num)
+    both, alone, separate = v2.compute(), plain.compute(), v1.compute()
+    assert {k: both[k].item() for k in separate} == {k: v.item() for k, v in separate.items()}
+    assert {k: both[k].item() for k in alone} == {k: v.item() for k, v in alone.items()}
+    assert set(both) == set(alone) | set(separate)
+    np.testing.assert_array_equal(v2.curve()["accuracy_largest"][1], v1.curve()["accuracy"][0])
+    with pytest.raises(ValueError, match="report_v1 needs IoU 50"):
+        MaxBoxAccV2(iou_thresholds=(30, 70), report_v1=True)

@@ -106,13 +106,16 @@ class CAMLocalization(L.Callback):
 
     def _start(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         size = tuple(trainer.datamodule.eval_transform.size)
+        # V1 comes out of V2's threshold sweep when V2 has IoU 50 (one sweep per map)
+        shared_v1 = 50.0 in self.iou_thresholds
         metrics = {
-            "v1": MaxBoxAcc(image_size=size, **self.settings),
             "v2": MaxBoxAccV2(self.iou_thresholds, self.multi_contour, image_size=size,
-                              **self.settings),
+                              report_v1=shared_v1, **self.settings),
             "paper": PaperLocalization(image_size=size, **self.paper),
             "pxap": PxAP(self.settings["cam_curve_interval"], image_size=size),
         }
+        if not shared_v1:
+            metrics["v1"] = MaxBoxAcc(image_size=size, **self.settings)
         if self.center_baseline:
             metrics["center"] = MaxBoxAccV2(self.iou_thresholds, self.multi_contour,
                                             image_size=size, **self.settings)
@@ -139,8 +142,9 @@ class CAMLocalization(L.Callback):
         gt_maps, top_maps = self._maps(pl_module, outputs, batch, top)
         gt_maps, top_maps = gt_maps.float(), top_maps.float()
         boxes, num_boxes = batch["boxes"], batch["num_boxes"]
-        metrics["v1"].update(gt_maps, boxes, num_boxes)
         metrics["v2"].update(gt_maps, boxes, num_boxes)
+        if "v1" in metrics:
+            metrics["v1"].update(gt_maps, boxes, num_boxes)
         metrics["paper"].update(gt_maps, top, batch["label"], boxes, num_boxes, topk_maps=top_maps)
         if self.use_masks:
             metrics["pxap"].update(gt_maps, batch["mask"] > 127, batch.get("ignore"))
@@ -155,37 +159,45 @@ class CAMLocalization(L.Callback):
         # compute() syncs the states of all DDP processes: every rank must call it
         results: dict[str, float] = {}
         for name in ("v1", "v2", "paper"):
-            results.update({k: float(v) for k, v in metrics[name].compute().items()})
+            if name in metrics:
+                results.update({k: float(v) for k, v in metrics[name].compute().items()})
         if self.use_masks:
             results.update({k: float(v) for k, v in metrics["pxap"].compute().items()})
         if self.center_baseline:
             results["MaxBoxAccV2_center_baseline"] = float(metrics["center"].compute()["MaxBoxAccV2"])
         self.results[stage] = results
         pl_module.log_dict({f"{stage}/{key}": value for key, value in results.items()})
+        # curve() sums the states over processes (a collective): all ranks, rank 0 writes
+        v2 = metrics["v2"].curve()
+        if "v1" in metrics:
+            v1 = metrics["v1"].curve()["accuracy"][0]
+        else:
+            v1 = v2["accuracy_largest"][v2["iou_thresholds"].index(50.0)]
         if trainer.is_global_zero:
-            self._write_curve(stage, metrics["v1"].curve(), metrics["v2"].curve(), trainer)
+            self._write_curve(stage, v1, v2, trainer)
 
     # -- curve files -----------------------------------------------------------------------
 
-    def _write_curve(self, stage: str, v1: dict, v2: dict, trainer: L.Trainer) -> None:
+    def _write_curve(self, stage: str, v1: np.ndarray, v2: dict, trainer: L.Trainer) -> None:
+        """``v1``: (T,) MaxBoxAcc accuracy per threshold; ``v2``: MaxBoxAccV2's curve."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        columns = {"MaxBoxAcc_IoU50": v1["accuracy"][0]}
+        columns = {"MaxBoxAcc_IoU50": v1}
         for iou, accuracy in zip(v2["iou_thresholds"], v2["accuracy"], strict=True):
             columns[f"MaxBoxAccV2_IoU{iou:g}"] = accuracy
         csv_path = self.output_dir / f"{stage}_box_accuracy_curve.csv"
         with csv_path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["threshold", *columns])
-            for index, tau in enumerate(v1["thresholds"]):
+            for index, tau in enumerate(v2["thresholds"]):
                 writer.writerow([f"{tau:.6g}", *(f"{column[index]:.4f}" for column in columns.values())])
 
         figure, axis = plt.subplots(figsize=(5.5, 3.8))
         for name, accuracy in columns.items():
             best = int(np.argmax(accuracy))
-            axis.plot(v1["thresholds"], accuracy, label=f"{name} (max {accuracy[best]:.1f} at {v1['thresholds'][best]:.3f})")
+            axis.plot(v2["thresholds"], accuracy, label=f"{name} (max {accuracy[best]:.1f} at {v2['thresholds'][best]:.3f})")
         axis.set_xlabel("CAM threshold tau")
         axis.set_ylabel("box accuracy (%)")
-        axis.set_title(f"{stage}: box accuracy vs threshold ({v1['num_images']} images)")
+        axis.set_title(f"{stage}: box accuracy vs threshold ({v2['num_images']} images)")
         axis.set_ylim(0, 100)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
@@ -200,7 +212,7 @@ class CAMLocalization(L.Callback):
             log_table = getattr(logger, "log_table", None)
             if callable(log_table):
                 rows = [[float(tau), *(float(c[i]) for c in columns.values())]
-                        for i, tau in enumerate(v1["thresholds"])]
+                        for i, tau in enumerate(v2["thresholds"])]
                 log_table(key=f"{stage}/box_accuracy_curve_table", columns=["threshold", *columns],
                           data=rows)
 

@@ -109,12 +109,19 @@ class _MaxBoxAccBase(Metric):
         multi_contour: bool,
         cam_curve_interval: float = 0.001,
         image_size: int | Sequence[int] = (224, 224),
+        report_v1: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.name = name
         self.iou_thresholds = [float(t) for t in iou_thresholds]
         self.multi_contour = bool(multi_contour)
+        self.report_v1 = bool(report_v1)
+        if self.report_v1 and 50.0 not in self.iou_thresholds:
+            raise ValueError(
+                f"report_v1 needs IoU 50 among iou_thresholds={self.iou_thresholds}: MaxBoxAcc "
+                "(V1) is the largest contour's box at IoU 50."
+            )
         self.image_size = as_size(image_size)
         self.thresholds = cam_thresholds(cam_curve_interval)
         shape = (len(self.iou_thresholds), len(self.thresholds))
@@ -124,6 +131,11 @@ class _MaxBoxAccBase(Metric):
         self.add_state(
             "num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum"
         )
+        if self.report_v1:  # the sweep gives the largest contour's counts too: keep them
+            self.add_state(
+                "num_correct_largest", default=torch.zeros(shape, dtype=torch.long),
+                dist_reduce_fx="sum",
+            )
 
     def update(
         self, maps: Tensor, boxes: Tensor, num_boxes: Tensor, mask: Tensor | None = None
@@ -152,6 +164,8 @@ class _MaxBoxAccBase(Metric):
         )
         counts = multi if self.multi_contour else largest
         self.num_correct += torch.from_numpy(counts).to(self.num_correct.device)
+        if self.report_v1:
+            self.num_correct_largest += torch.from_numpy(largest).to(self.num_correct.device)
         self.num_images += count
 
     def compute(self) -> dict[str, Tensor]:
@@ -163,23 +177,38 @@ class _MaxBoxAccBase(Metric):
             self.iou_thresholds,
             self.name,
         )
+        if self.report_v1:
+            row = self.iou_thresholds.index(50.0)
+            summary.update(summarize_max_box_acc(
+                self.num_correct_largest[row : row + 1].cpu().numpy(), int(self.num_images),
+                self.thresholds, [50.0], "MaxBoxAcc",
+            ))
         return {
             k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in summary.items()
         }
 
     def curve(self) -> dict[str, Any]:
-        """The accuracy-vs-threshold curve, for plots and CSV files.
+        """The accuracy-vs-threshold curve of the whole split, for plots and CSV files.
+
+        The states are summed over DDP processes first, so every process must call it.
 
         Returns:
             ``{"thresholds": (T,) float64, "iou_thresholds": list of L floats,
-            "accuracy": (L, T) float64 in percent, "num_images": int}``.
+            "accuracy": (L, T) float64 in percent, "num_images": int}``, plus
+            ``"accuracy_largest"`` (L, T) (the largest contour's, V1) with ``report_v1``.
         """
-        return {
-            "thresholds": self.thresholds.copy(),
-            "iou_thresholds": list(self.iou_thresholds),
-            "accuracy": accuracy_curve(self.num_correct.cpu().numpy(), int(self.num_images)),
-            "num_images": int(self.num_images),
-        }
+        with self.sync_context():
+            images = int(self.num_images)
+            curve = {
+                "thresholds": self.thresholds.copy(),
+                "iou_thresholds": list(self.iou_thresholds),
+                "accuracy": accuracy_curve(self.num_correct.cpu().numpy(), images),
+                "num_images": images,
+            }
+            if self.report_v1:
+                curve["accuracy_largest"] = accuracy_curve(
+                    self.num_correct_largest.cpu().numpy(), images)
+        return curve
 
 
 class MaxBoxAcc(_MaxBoxAccBase):
@@ -223,6 +252,9 @@ class MaxBoxAccV2(_MaxBoxAccBase):
         multi_contour: False evaluates only the largest-area contour (the field's option).
         cam_curve_interval: spacing of the CAM thresholds.
         image_size: evaluation ``(H, W)`` (or int).
+        report_v1: also return ``"MaxBoxAcc"`` and ``"MaxBoxAcc_best_tau"`` (V1, IoU 50, which
+            must be among ``iou_thresholds``), from the same threshold sweep: one sweep per map
+            instead of one per metric.
     """
 
     def __init__(
@@ -231,6 +263,7 @@ class MaxBoxAccV2(_MaxBoxAccBase):
         multi_contour: bool = True,
         cam_curve_interval: float = 0.001,
         image_size: int | Sequence[int] = (224, 224),
+        report_v1: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -239,6 +272,7 @@ class MaxBoxAccV2(_MaxBoxAccBase):
             multi_contour=multi_contour,
             cam_curve_interval=cam_curve_interval,
             image_size=image_size,
+            report_v1=report_v1,
             **kwargs,
         )
 
@@ -447,10 +481,12 @@ class PxAP(Metric):
         return {"PxAP": torch.tensor(value, dtype=torch.float32, device=self.device)}
 
     def curve(self) -> dict[str, np.ndarray]:
-        """``{"thresholds": lower bin edges, top bin first, "precision", "recall", "valid"}``."""
-        precision, recall, valid = pxap_curve(
-            self.positive_hist.cpu().numpy(), self.negative_hist.cpu().numpy()
-        )
+        """``{"thresholds": lower bin edges, top bin first, "precision", "recall", "valid"}``,
+        from the histograms summed over DDP processes (every process must call it)."""
+        with self.sync_context():
+            precision, recall, valid = pxap_curve(
+                self.positive_hist.cpu().numpy(), self.negative_hist.cpu().numpy()
+            )
         return {
             "thresholds": self.edges[:-1][::-1].copy(),
             "precision": precision,
