@@ -101,27 +101,26 @@ class TrainTransform:
         generator: torch.Generator | None = None,
     ):
         """``generator`` draws the crop and the flip (the global RNG when None)."""
-        original = tuple(image.shape[-2:])
+        height, width = image.shape[-2:]
         image = resize_image(image, self.resize)
         mask = None if mask is None else resize_mask(mask, self.resize)
 
-        top = int(torch.randint(0, self.resize[0] - self.crop + 1, (), generator=generator))
-        left = int(torch.randint(0, self.resize[1] - self.crop + 1, (), generator=generator))
-        image = image[:, top : top + self.crop, left : left + self.crop]
-        mask = None if mask is None else mask[top : top + self.crop, left : left + self.crop]
-        flip = self.flip and bool(torch.rand((), generator=generator) < 0.5)
+        (resized_h, resized_w), crop = self.resize, self.crop
+        top = int(torch.randint(0, resized_h - crop + 1, (), generator=generator))
+        left = int(torch.randint(0, resized_w - crop + 1, (), generator=generator))
+        flip = self.flip and float(torch.rand((), generator=generator)) < 0.5
+        image = image[:, top : top + crop, left : left + crop]
+        mask = None if mask is None else mask[top : top + crop, left : left + crop]
 
-        # box arithmetic on a few numbers: numpy, not a chain of small torch ops
-        sy, sx = self.resize[0] / original[0], self.resize[1] / original[1]
-        b = boxes.numpy().astype(np.float64, copy=True) if len(boxes) else np.zeros((0, 4))
-        b *= (sx, sy, sx, sy)
-        b -= (left, top, left, top)
-        np.clip(b, 0, self.crop - 1, out=b)
+        # box arithmetic on a few numbers: a handful of numpy operations, not a chain of torch ops
+        sx, sy = resized_w / width, resized_h / height
+        b = boxes.numpy().reshape(-1, 4) * np.array([sx, sy, sx, sy]) - (left, top, left, top)
+        b.clip(0, crop - 1, out=b)
         if flip:
             image = image.flip(-1)
             mask = None if mask is None else mask.flip(-1)
-            b = np.stack([self.crop - 1 - b[:, 2], b[:, 1], self.crop - 1 - b[:, 0], b[:, 3]], 1)
-        boxes = torch.from_numpy(b.astype(np.float32)).reshape(-1, 4).to(boxes.dtype)
+            b = b[:, [2, 1, 0, 3]]
+            b[:, 0::2] = (crop - 1) - b[:, 0::2]
+        boxes = torch.from_numpy(b.astype(np.float32)).to(boxes.dtype)
         # a view of the resized image: collate's stack copies it once, into the batch
         return image, boxes, mask
-
