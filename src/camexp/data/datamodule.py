@@ -48,41 +48,15 @@ class CUBDataModule(WSOLDataModule):
 
     dataset_name = "CUB-200-2011"
 
-    def __init__(
-        self,
-        root: str,
-        num_classes: int,
-        synthetic: dict[str, Any] | None = None,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        num_workers: int | None = 4,
-        pin_memory: bool = True,
-        persistent_workers: bool = True,
-        val_fraction: float = 0.1,
-        split_seed: int = 0,
-        resize_size: tuple[int, int] = (256, 256),
-        crop_size: int = 224,
-        eval_size: tuple[int, int] = (224, 224),
-        load_masks: bool = False,
-        epochs: int | None = None,
-        seed: int = 0,
-        split: str = "official",
-        metadata_root: str | None = None,
-        on_bad_image: str = "error",
-        check_sample: int = 8,
-    ) -> None:
-        super().__init__(
-            root, num_classes, batch_size=batch_size, eval_batch_size=eval_batch_size,
-            num_workers=num_workers, pin_memory=pin_memory, persistent_workers=persistent_workers,
-            val_fraction=val_fraction, split_seed=split_seed, resize_size=resize_size,
-            crop_size=crop_size, eval_size=eval_size, load_masks=load_masks, epochs=epochs,
-            seed=seed, split=split, metadata_root=metadata_root, on_bad_image=on_bad_image,
-            check_sample=check_sample,
-        )
+    def __init__(self, root: str, num_classes: int, synthetic: dict[str, Any] | None = None,
+                 **kwargs) -> None:
+        """``synthetic``: the spec of the embedded dataset, written under ``root`` on first use;
+        the other options are :class:`WSOLDataModule`'s."""
+        super().__init__(root, num_classes, **kwargs)
         self.synthetic = dict(synthetic) if synthetic else None
-        if self.synthetic is not None and split != "official":
+        if self.synthetic is not None and self.split != "official":
             raise DatasetError(
-                f"data.split={split!r} needs the real CUB-200-2011 images and metadata; the "
+                f"data.split={self.split!r} needs the real CUB-200-2011 images and metadata; the "
                 "synthetic dataset has its official split only (data.split=official)."
             )
         self.records: CUBRecords | None = None
