@@ -95,6 +95,11 @@ class CAMClassifier(L.LightningModule):
                      batch_size=size)
         return {"logits": logits.detach(), "features": features.detach()}
 
+    def class_maps(self, outputs: dict[str, Tensor], classes: Tensor) -> Tensor:
+        """Localization maps (B, K, h, w) of ``classes`` (B, K) at feature resolution, from
+        the outputs of :meth:`validation_step`/:meth:`test_step` (no second forward pass)."""
+        return self.net.cams(outputs["features"], classes)
+
     def validation_step(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "val")
 

@@ -128,8 +128,9 @@ class CAMLocalization(L.Callback):
         """Ground-truth-class maps (B, h, w) and top-k maps (B, k, h, w)."""
         labels = batch["label"]
         if self.method == "cam":
+            # the module (its training method) defines its own localization map
             classes = torch.cat([labels[:, None], top], dim=1)
-            maps = pl_module.net.cams(outputs["features"], classes)
+            maps = pl_module.class_maps(outputs, classes)
         else:
             maps = backprop_saliency(pl_module.net, batch["input"], torch.cat([labels[:, None], top], 1))
         return maps[:, 0], maps[:, 1:]
