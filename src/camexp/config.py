@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from camexp.errors import UserError
 from camexp.models import BACKBONES, POOLS
@@ -39,6 +39,8 @@ def validate(cfg: DictConfig) -> None:
                 f"model.pretrained=true, but model.arch={model.arch!r} has no ImageNet weights; "
                 "set model.pretrained=false."
             )
+        if cfg.get("method") is not None:
+            _check_method(cfg.method, model.arch)
     localization = cfg.get("localization")
     if localization is not None:
         _check_localization(localization)
@@ -51,6 +53,23 @@ def validate(cfg: DictConfig) -> None:
         _check_batch_over_devices(data.batch_size, cfg.get("trainer"))
         _check_choice("data.split", data.get("split", "official"), ("official", "wsol"))
         _check_choice("data.on_bad_image", data.get("on_bad_image", "error"), ("error", "skip"))
+
+
+def _check_method(method: DictConfig, arch: str) -> None:
+    """Build the training method (its settings are checked there) and check its placement."""
+    from hydra.errors import InstantiationException
+
+    from camexp.module import build_method
+
+    try:
+        build_method(OmegaConf.to_container(method, resolve=True)).check(arch)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, UserError):
+            raise error.__cause__ from None
+        raise ConfigError(
+            f"method: cannot build {method.get('_target_')!r}: {error.__cause__ or error}. "
+            "Check method._target_ (a camexp.methods.Method class) and its settings."
+        ) from None
 
 
 def _check_fraction(key: str, value, low_open: bool, high_open: bool) -> None:

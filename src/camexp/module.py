@@ -10,28 +10,56 @@ forward pass, so callbacks compute class activation maps without a second pass.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+from camexp.data.samplers import sample_seed
 from camexp.data.transforms import normalize_images
+from camexp.methods import CAM, Method
 from camexp.models import CAMNet
 
 SCHEDULERS = ("step", "cosine", "none")
 
 
+def _plain(value: Any) -> Any:
+    """Config nodes as plain dicts/lists: checkpoints then hold only plain values (they load
+    with ``weights_only=True``)."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    return value
+
+
+def build_method(config: Mapping[str, Any] | None) -> Method:
+    """The training method of a ``method`` config (``_target_`` + its settings); CAM if None."""
+    if not config:
+        return CAM()
+    method = instantiate(dict(config))
+    if not isinstance(method, Method):
+        raise TypeError(f"method._target_={config.get('_target_')!r} is not a camexp Method.")
+    return method
+
+
 class CAMClassifier(L.LightningModule):
-    """Cross-entropy training of a GAP (or GMP) classifier; logs ``stage/metric`` names.
+    """Training of a GAP (or GMP) classifier by a WSOL method; logs ``stage/metric`` names.
 
     Args:
         arch, num_classes, pool, pretrained, weights_path: see :class:`CAMNet`.
         head: ``{"num_convs": int, "width": int}``, the layers added on the trunk.
         optim: ``{"lr", "momentum", "nesterov", "weight_decay", "head_lr_mult"}``.
         scheduler: ``{"name": "step"|"cosine"|"none", "step_size": epochs, "gamma": float}``.
+        method: the ``method`` config (``{"_target_": "camexp.methods.ADL", ...}``); CAM if None.
+        seed: seeds the method's random draws per step, with the global step and the rank.
     """
 
     def __init__(
@@ -44,9 +72,14 @@ class CAMClassifier(L.LightningModule):
         weights_path: str | None = None,
         optim: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
+        method: dict[str, Any] | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        head, optim, scheduler, method = _plain(head), _plain(optim), _plain(scheduler), _plain(method)
         self.save_hyperparameters()
+        self.method = build_method(method)
+        self.seed = int(seed or 0)
         head = {"num_convs": 1, "width": 1024, **(head or {})}
         self.optim = {"lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
                       "head_lr_mult": 10.0, **(optim or {})}
@@ -58,6 +91,7 @@ class CAMClassifier(L.LightningModule):
         self.net = CAMNet(
             arch, num_classes, pool=pool, head_num_convs=head["num_convs"],
             head_width=head["width"], pretrained=pretrained, weights_path=weights_path,
+            method=self.method,
         )
         top_k = min(5, num_classes)
         self.metrics = torch.nn.ModuleDict({
@@ -76,15 +110,18 @@ class CAMClassifier(L.LightningModule):
         return batch
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
-        logits = self.net(batch["input"])
-        loss = F.cross_entropy(logits, batch["label"])
+        # the method's draws: a function of (seed, step, rank), so runs repeat and resume exactly
+        self.method.rng = np.random.default_rng(sample_seed(self.seed, self.global_step, self.global_rank))
+        batch = self.method.transform_batch(batch)
+        outputs = self.method.forward(self.net, batch["input"], batch["label"])
+        loss = self.method.loss(self.net, outputs, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=len(logits))
+                 batch_size=len(batch["label"]))
         return loss
 
     def _evaluate(self, batch: dict, stage: str) -> dict[str, Tensor]:
-        features = self.net.features(batch["input"])
-        logits = self.net.classify(features)
+        outputs = self.method.forward(self.net, batch["input"], batch["label"])
+        logits = outputs["logits"]
         loss = F.cross_entropy(logits, batch["label"])
         size = len(logits)
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
@@ -93,12 +130,12 @@ class CAMClassifier(L.LightningModule):
             metric.update(logits, batch["label"])
             self.log(f"{stage}/{name}", metric, on_epoch=True, prog_bar=name == "acc_top1",
                      batch_size=size)
-        return {"logits": logits.detach(), "features": features.detach()}
+        return {key: value.detach() for key, value in outputs.items()}
 
     def class_maps(self, outputs: dict[str, Tensor], classes: Tensor) -> Tensor:
         """Localization maps (B, K, h, w) of ``classes`` (B, K) at feature resolution, from
         the outputs of :meth:`validation_step`/:meth:`test_step` (no second forward pass)."""
-        return self.net.cams(outputs["features"], classes)
+        return self.method.maps(self.net, outputs, classes)
 
     def validation_step(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "val")

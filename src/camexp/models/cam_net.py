@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,9 @@ from camexp.models.weights import (
     load_trunk_state,
     read_state_dict,
 )
+
+if TYPE_CHECKING:
+    from camexp.methods import Method
 
 Pool = Literal["gap", "gmp"]
 POOLS = ("gap", "gmp")
@@ -79,6 +82,10 @@ class CAMNet(nn.Module):
         pretrained: load torchvision's ImageNet weights into the trunk.
         weights_path: a local state dict (torchvision's, or a whole CAMNet's); wins over
             ``pretrained``.
+        method: the WSOL training method (:mod:`camexp.methods`; CAM when None). It may set
+            the head's shape, insert parameter-free layers into the trunk or head, and add
+            layers beside them (``method_layers``); the trunk's parameter names never change,
+            so torchvision's weights load into every method's network.
     """
 
     def __init__(
@@ -90,26 +97,36 @@ class CAMNet(nn.Module):
         head_width: int = 1024,
         pretrained: bool = False,
         weights_path: str | Path | None = None,
+        method: Method | None = None,
     ) -> None:
         super().__init__()
         if arch not in BACKBONES:
             raise ValueError(f"model.arch={arch!r} is unknown; use one of {sorted(BACKBONES)}.")
+        from camexp.methods import CAM
+
         spec = BACKBONES[arch]
         self.arch = arch
+        self.method = method or CAM()
+        self.method.check(arch)
+        self.trunk_channels = spec.out_channels
+        head_num_convs, head_width = self.method.head_shape(arch, head_num_convs, head_width)
 
         self.trunk = spec.cut(spec.make_classifier())
+        self.head = head_convs(spec.out_channels, head_num_convs, head_width)
+        self.pool = GlobalPool(pool)
+        self.classifier = nn.Linear(head_width if head_num_convs else spec.out_channels, num_classes)
+        nn.init.normal_(self.classifier.weight, 0.0, 0.01)
+        nn.init.zeros_(self.classifier.bias)
+        self.method.edit(self)
+        self.method_layers = self.method.branches(self)
+
+        # after the method's edits, which keep every parameter name of the trunk
         external = read_state_dict(weights_path) if weights_path else None
         is_camnet_file = external is not None and any(k.startswith("trunk.") for k in external)
         if external is not None and not is_camnet_file:
             load_trunk_state(self.trunk, external, f"Weights file {weights_path}")
         elif pretrained and external is None:
             load_trunk_state(self.trunk, download_imagenet_state_dict(spec), str(spec.imagenet_weights))
-
-        self.head = head_convs(spec.out_channels, head_num_convs, head_width)
-        self.pool = GlobalPool(pool)
-        self.classifier = nn.Linear(head_width if head_num_convs else spec.out_channels, num_classes)
-        nn.init.normal_(self.classifier.weight, 0.0, 0.01)
-        nn.init.zeros_(self.classifier.bias)
 
         if is_camnet_file:
             self._load_camnet_state(external, weights_path)
@@ -155,7 +172,8 @@ class CAMNet(nn.Module):
 
     def new_parameters(self) -> list[nn.Parameter]:
         """Parameters of the layers added to the trunk: trained at a higher learning rate."""
-        return [*self.head.parameters(), *self.classifier.parameters()]
+        extra = self.method_layers.parameters() if self.method_layers is not None else []
+        return [*self.head.parameters(), *self.classifier.parameters(), *extra]
 
     def trunk_parameters(self) -> list[nn.Parameter]:
         return list(self.trunk.parameters())

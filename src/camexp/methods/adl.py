@@ -1,0 +1,84 @@
+"""Attention-based Dropout Layer (Choe & Shim, CVPR 2019): during training, either hide the
+most activated region of a feature map or stress it, so later layers learn from the rest.
+
+As the field's benchmark runs it (PAPER.md 4.3, "ADL"), a layer without parameters inserted at
+three places of the network: ``a`` = the channel mean of its input (B, 1, h, w); importance map
+``sigmoid(a)``; drop mask ``1[a < threshold * max(a)]`` (maximum per image); once per forward
+call of each layer, for the whole batch, the drop mask with probability ``drop_rate``, else the
+importance map; output = input x the chosen map. Identity in eval mode, so the map at
+inference is CAM's.
+
+Placements (insert after): VGG16 pool3, conv4_3's ReLU, conv5_3's ReLU; ResNet50 layer3
+block 0, layer4 block 0, layer4's last block; InceptionV3 Mixed_5d, Mixed_6e, the head's
+last conv (before the classifier). camexp adds ResNet18 (as ResNet50) and the tiny CPU net
+(after pool2, conv3's ReLU, conv4's ReLU). The field's Inception ADL head has no dropout;
+camexp's Inception head has none for any method.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from camexp.methods.base import Method, check_fraction, insert_after
+
+
+def _last(module: nn.Module) -> str:
+    return list(module._modules)[-1]
+
+
+# where the three layers go: dotted paths of the modules they follow
+ADL_PLACEMENTS = {
+    "vgg16": lambda net: ["trunk.features.16", "trunk.features.22", "trunk.features.29"],
+    "resnet50": lambda net: ["trunk.layer3.0", "trunk.layer4.0", f"trunk.layer4.{_last(net.trunk.layer4)}"],
+    "resnet18": lambda net: ["trunk.layer3.0", "trunk.layer4.0", f"trunk.layer4.{_last(net.trunk.layer4)}"],
+    "inception_v3": lambda net: ["trunk.Mixed_5d", "trunk.Mixed_6e", f"head.{_last(net.head)}"],
+    "tiny": lambda net: ["trunk.features.pool2", "trunk.features.relu3", "trunk.features.relu4"],
+}
+
+
+def adl_maps(features: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
+    """The importance map ``sigmoid(a)`` and the drop mask ``1[a < threshold * max(a)]``, both
+    (B, 1, h, w), of ``features`` (B, C, h, w), with ``a`` its channel mean."""
+    attention = features.mean(dim=1, keepdim=True)
+    importance = torch.sigmoid(attention)
+    peak = attention.amax(dim=(2, 3), keepdim=True)
+    drop = (attention < threshold * peak).to(features.dtype)
+    return importance, drop
+
+
+class ADLLayer(nn.Module):
+    """One attention-based dropout layer; draws its choice from its method's generator."""
+
+    def __init__(self, method: ADL) -> None:
+        super().__init__()
+        self.method = method
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return x
+        importance, drop = adl_maps(x, self.method.threshold)
+        use_drop = self.method.rng.random() < self.method.drop_rate
+        return x * (drop if use_drop else importance)
+
+    def extra_repr(self) -> str:
+        return f"drop_rate={self.method.drop_rate}, threshold={self.method.threshold}"
+
+
+class ADL(Method):
+    """Args:
+    drop_rate: probability of using the drop mask rather than the importance map (0.75).
+    threshold: gamma, the fraction of the maximum attention above which pixels are dropped (0.9).
+    """
+
+    name = "adl"
+    placements = ADL_PLACEMENTS
+
+    def __init__(self, drop_rate: float = 0.75, threshold: float = 0.9) -> None:
+        super().__init__()
+        self.drop_rate = check_fraction(self.name, "drop_rate", drop_rate)
+        self.threshold = check_fraction(self.name, "threshold", threshold)
+
+    def edit(self, net) -> None:
+        for index, path in enumerate(self.placements[net.arch](net), start=1):
+            insert_after(net, path, f"adl{index}", ADLLayer(self))

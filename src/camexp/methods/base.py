@@ -1,0 +1,186 @@
+"""The hooks a WSOL training method may fill, and the network surgery they share.
+
+A method says, at most: how a training batch is changed (:meth:`Method.transform_batch`:
+Hide-and-Seek, CutMix), which layers it inserts into the network or changes there
+(:meth:`Method.edit`: ADL, the pools of ACoL and SPG), which layers it adds beside it
+(:meth:`Method.branches`: ACoL's second classifier, SPG's branches), what one forward pass
+gives (:meth:`Method.forward`), its loss (:meth:`Method.loss`) and its localization map
+(:meth:`Method.maps`). CAM is the method that keeps every default. The network
+(:class:`~camexp.models.CAMNet`) and the callbacks call these hooks and never ask which
+method they hold, so a new method is one file and one yaml (``conf/method/``), wired by
+Hydra's ``_target_``.
+
+Random draws (hidden patches, CutMix boxes, ADL's choice) come from :attr:`Method.rng`, which
+the LightningModule seeds before every training step from ``(seed, global step, rank)``: the
+same numbers for the same run, and the same after a resume.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from camexp.errors import UserError
+
+if TYPE_CHECKING:
+    from camexp.models.cam_net import CAMNet
+
+
+class MethodError(UserError, ValueError):
+    """A method's setting or placement is not allowed; the message says which and the fix."""
+
+
+class Method:
+    """A WSOL training method as a few hooks; every default is plain CAM.
+
+    Attributes:
+        name: short name used in messages and reports.
+        placements: backbones (``model.arch``) whose layer placements the method defines; None
+            means the method does not touch the network and runs on any backbone.
+        rng: the generator of this training step's random draws (set by the LightningModule).
+    """
+
+    name = "cam"
+    placements: Mapping[str, Any] | None = None
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    # -- configuration ---------------------------------------------------------------------
+
+    def check(self, arch: str) -> None:
+        """Refuse a backbone where the method's stated placement does not exist."""
+        if self.placements is not None and arch not in self.placements:
+            raise MethodError(
+                f"method={self.name} defines its layer placements for model.arch in "
+                f"{sorted(self.placements)}, not for {arch!r} (PAPER.md section 4 states them "
+                f"for VGG16, ResNet50 and InceptionV3). Pick one of those models, or another "
+                "method (cam, has and cutmix run on every backbone)."
+            )
+
+    def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]:
+        """The (number of 3x3 convs, width) of the head on the trunk; the model's by default."""
+        return num_convs, width
+
+    # -- the network -----------------------------------------------------------------------
+
+    def edit(self, net: CAMNet) -> None:
+        """Insert or swap parameter-free layers in ``net.trunk``/``net.head`` (before the
+        pretrained weights load: parameter names must not change)."""
+
+    def branches(self, net: CAMNet) -> nn.Module | None:
+        """Layers added beside the network (trained at the new layers' learning rate)."""
+        return None
+
+    # -- training --------------------------------------------------------------------------
+
+    def transform_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Change a training batch (normalized ``batch["input"]`` (B, 3, H, W), ``label``)."""
+        return batch
+
+    def forward(self, net: CAMNet, images: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
+        """One forward pass: at least ``logits`` (B, C) and ``features`` (B, K, h, w), the maps
+        that feed the pooling. ``labels`` is the ground truth where known (training and
+        evaluation), None for plain prediction."""
+        features = net.features(images)
+        return {"logits": net.classify(features), "features": features}
+
+    def loss(self, net: CAMNet, outputs: dict[str, Tensor], batch: dict[str, Any]) -> Tensor:
+        """The training loss of one batch: cross-entropy on the image-level label."""
+        return F.cross_entropy(outputs["logits"], batch["label"])
+
+    # -- localization ----------------------------------------------------------------------
+
+    def maps(self, net: CAMNet, outputs: dict[str, Tensor], classes: Tensor) -> Tensor:
+        """Localization maps (B, K, h, w) of ``classes`` (B, K), from :meth:`forward`'s outputs
+        of an evaluation batch: the class activation maps (PAPER.md 1.1)."""
+        return net.cams(outputs["features"], classes)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "rng")
+        return f"{type(self).__name__}({settings})"
+
+
+# -- helpers shared by methods ------------------------------------------------------------
+
+
+def check_fraction(method: str, key: str, value: Any, low_open: bool = False) -> float:
+    """``value`` as a float in [0, 1] (or (0, 1]), else a :class:`MethodError` naming the key."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (value > 0 if low_open else value >= 0) and value <= 1
+    if not ok:
+        raise MethodError(
+            f"method.{key}={value!r} is not allowed for method={method}: use a number in "
+            f"{'(' if low_open else '['}0, 1]."
+        )
+    return float(value)
+
+
+def normalize_maps(maps: Tensor) -> Tensor:
+    """Min-max normalize each map over its last two (spatial) axes to [0, 1]; a constant map
+    becomes all zeros (the protocol's convention, PAPER.md section 2)."""
+    low = maps.amin(dim=(-2, -1), keepdim=True)
+    span = maps.amax(dim=(-2, -1), keepdim=True) - low
+    return (maps - low) / span.clamp_min(1e-12) * (span > 0)
+
+
+def module_at(root: nn.Module, path: str) -> nn.Module:
+    """The submodule at a dotted ``path`` (``"trunk.layer3.0"``), with a message if absent."""
+    module = root
+    for part in path.split("."):
+        if part not in module._modules:
+            raise MethodError(f"The network has no layer {path!r} (no {part!r} in it).")
+        module = module._modules[part]
+    return module
+
+
+def insert_after(root: nn.Module, path: str, name: str, layer: nn.Module) -> None:
+    """Insert ``layer`` as ``name`` right after the module at ``path`` in its parent
+    ``nn.Sequential``. The other children keep their names, so no parameter key changes."""
+    parent_path, _, child = path.rpartition(".")
+    parent = module_at(root, parent_path) if parent_path else root
+    if not isinstance(parent, nn.Sequential) or child not in parent._modules:
+        raise MethodError(f"Cannot insert {name!r} after {path!r}: its parent is not a sequence.")
+    if name in parent._modules:
+        raise MethodError(f"Cannot insert {name!r} after {path!r}: the name is taken.")
+    items = []
+    for key, module in parent._modules.items():
+        items.append((key, module))
+        if key == child:
+            items.append((name, layer))
+    parent._modules = OrderedDict(items)
+
+
+def replace_layer(root: nn.Module, path: str, layer: nn.Module) -> None:
+    """Put ``layer`` in place of the module at ``path`` (same name, e.g. a pool of another size)."""
+    parent_path, _, child = path.rpartition(".")
+    parent = module_at(root, parent_path) if parent_path else root
+    module_at(root, path)
+    parent._modules[child] = layer
+
+
+class FeatureTaps:
+    """Keep the outputs of some of the network's layers during each forward pass.
+
+    Forward hooks, so the network's structure and parameter names stay as they are. Read the
+    outputs with ``taps[path]`` after the forward pass.
+    """
+
+    def __init__(self, root: nn.Module, paths: Iterable[str]) -> None:
+        self.outputs: dict[str, Tensor] = {}
+        for path in paths:
+            module_at(root, path).register_forward_hook(self._keeper(path))
+
+    def _keeper(self, path: str):
+        def keep(module: nn.Module, inputs: Any, output: Tensor) -> None:
+            self.outputs[path] = output
+
+        return keep
+
+    def __getitem__(self, path: str) -> Tensor:
+        return self.outputs[path]
