@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 
 from camexp.errors import UserError, exit_on_user_error
+from camexp.report_field import write_field_table
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "conf" / "experiment"
 FIELDS = ("table", "row", "preset", "metric", "paper", "ours", "diff", "run", "status", "overrides")
@@ -322,6 +323,11 @@ def make_report(folder: str | Path, out: str | Path | None = None, presets_dir: 
     write_markdown(lines, out_dir / "report.md", root)
     write_csv(lines, out_dir / "report.csv")
     write_plots(lines, out_dir)
+    field_table = write_field_table(runs, presets, out_dir)
+    if field_table:
+        with (out_dir / "report.md").open("a") as report:
+            report.write("\n" + field_table)
+        print(field_table)
     finished = sum(run.metrics is not None for run in runs)
     print(f"camexp.report: {len(runs)} runs ({finished} finished, {len(runs) - finished} unfinished), "
           f"{sum(line['status'] == 'missing' for line in lines)} missing lines; written to {out_dir}")
