@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from camexp.config import validate
 from camexp.eval import evaluate
@@ -101,3 +102,30 @@ def test_bad_method_settings_and_placements_are_named(tmp_path: Path, data_dir: 
         with pytest.raises(MethodError) as error:
             validate(cfg)
         assert message in str(error.value), (overrides, str(error.value))
+
+
+def test_pictures_draw_the_methods_own_map(tmp_path: Path, data_dir: Path) -> None:
+    """ACoL's pictures show its fused map (max of A's and B's normalized maps), not A's CAM."""
+    from camexp.callbacks.cam_pictures import CAMPictures
+    from camexp.methods.acol import fuse
+
+    cfg = compose_config("train", FAST + ["method=acol"], tmp_path / "run", data_dir)
+    module = instantiate(cfg.model, _convert_="all")
+    module.eval()
+    torch.manual_seed(0)
+    batch = {"input": torch.randn(3, 3, 56, 56), "label": torch.tensor([0, 4, 2]),
+             "image": torch.zeros(3, 3, 56, 56, dtype=torch.uint8), "index": torch.arange(3),
+             "image_id": ["a", "b", "c"], "boxes": torch.zeros(3, 1, 4), "num_boxes": torch.ones(3, dtype=torch.long)}
+    with torch.no_grad():
+        outputs = module.method.forward(module.net, batch["input"], batch["label"])
+    pictures = CAMPictures(str(tmp_path / "pictures"), num_images=3, top_k=2)
+    pictures.chosen = {0: 0, 1: 1, 2: 2}
+    pictures.samples = []
+    pictures.on_test_batch_end(None, module, outputs, batch, 0)
+    classes = torch.cat([batch["label"][:, None], outputs["logits"].softmax(1).topk(2, dim=1).indices], 1)
+    net = module.net
+    maps_b = torch.einsum("bkc,bchw->bkhw", net.method_layers["classifier_b"].weight[classes], outputs["features_b"])
+    expected = fuse(net.cams(outputs["features"], classes), maps_b)
+    drawn = torch.stack([torch.from_numpy(sample["cams"]) for sample in pictures.samples])
+    torch.testing.assert_close(drawn, expected)
+    assert not torch.allclose(drawn, net.cams(outputs["features"], classes))

@@ -71,7 +71,9 @@ class CAMPictures(L.Callback):
         top = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
         labels = batch["label"][rows_t]
         classes = torch.cat([labels[:, None], top.indices], dim=1)
-        cams = pl_module.net.cams(outputs["features"][rows_t], classes).float().cpu()
+        # the training method's own map (ACoL's fused map, ...), from the test step's outputs
+        chosen = {key: value[rows_t] for key, value in outputs.items()}
+        cams = pl_module.class_maps(chosen, classes).float().cpu()
         for position, row in enumerate(rows):
             self.samples.append({
                 "order": self.chosen[int(batch["index"][row])],
