@@ -20,11 +20,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from camexp.methods.base import Method, check_fraction, insert_after
+from camexp.methods.base import Method, MethodError, check_fraction, insert_after
 
 
 def _last(module: nn.Module) -> str:
     return list(module._modules)[-1]
+
+
+def _after_head(net) -> str:
+    if not net.head._modules:
+        raise MethodError(
+            f"method=adl puts its third layer after the head's last conv on model.arch={net.arch!r}, "
+            "but model.head.num_convs=0 leaves no head: set model.head.num_convs >= 1 (the "
+            "field's InceptionV3 head has 2, conf/model/inceptionv3_gap.yaml)."
+        )
+    return f"head.{_last(net.head)}"
 
 
 # where the three layers go: dotted paths of the modules they follow
@@ -32,7 +42,7 @@ ADL_PLACEMENTS = {
     "vgg16": lambda net: ["trunk.features.16", "trunk.features.22", "trunk.features.29"],
     "resnet50": lambda net: ["trunk.layer3.0", "trunk.layer4.0", f"trunk.layer4.{_last(net.trunk.layer4)}"],
     "resnet18": lambda net: ["trunk.layer3.0", "trunk.layer4.0", f"trunk.layer4.{_last(net.trunk.layer4)}"],
-    "inception_v3": lambda net: ["trunk.Mixed_5d", "trunk.Mixed_6e", f"head.{_last(net.head)}"],
+    "inception_v3": lambda net: ["trunk.Mixed_5d", "trunk.Mixed_6e", _after_head(net)],
     "tiny": lambda net: ["trunk.features.pool2", "trunk.features.relu3", "trunk.features.relu4"],
 }
 
