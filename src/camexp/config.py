@@ -53,6 +53,7 @@ def validate(cfg: DictConfig) -> None:
         _check_batch_over_devices(data.batch_size, cfg.get("trainer"))
         _check_choice("data.split", data.get("split", "official"), ("official", "wsol"))
         _check_choice("data.on_bad_image", data.get("on_bad_image", "error"), ("error", "skip"))
+        _check_choice("data.train_on", data.get("train_on", "train"), ("train", "val"))
 
 
 def _check_method(method: DictConfig, arch: str) -> None:

@@ -295,6 +295,9 @@ def auto_workers(devices: int) -> int:
     return max(1, min(16, cpus // max(1, devices)))
 
 
+TRAIN_ON = ("train", "val")
+
+
 class WSOLDataModule(L.LightningDataModule):
     """Serves any dataset a source reads into :class:`Tables`; batches are dicts
     (:func:`camexp.data.dataset.collate`). Subclasses implement :meth:`read_tables`.
@@ -327,6 +330,8 @@ class WSOLDataModule(L.LightningDataModule):
         metadata_root: str | None = None,
         on_bad_image: str = "error",
         check_sample: int = 8,
+        train_on: str = "train",
+        holdout_fraction: float = 0.2,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -341,6 +346,15 @@ class WSOLDataModule(L.LightningDataModule):
                 f"data.on_bad_image={on_bad_image!r} is not allowed; use 'error' (stop before "
                 "training with the list) or 'skip' (leave those images out, logged once each)."
             )
+        if train_on not in TRAIN_ON:
+            raise DatasetError(
+                f"data.train_on={train_on!r} is not allowed; use 'train' (the weakly-labelled "
+                "training split) or 'val' (the fully-annotated val split, for method=fsl)."
+            )
+        if not 0.0 < holdout_fraction < 1.0:
+            raise DatasetError(f"data.holdout_fraction={holdout_fraction} must be in (0, 1).")
+        self.train_on = train_on
+        self.holdout_fraction = holdout_fraction
         self.root = root
         self.num_classes = num_classes
         self.batch_size = batch_size
@@ -400,8 +414,24 @@ class WSOLDataModule(L.LightningDataModule):
                     f"data.num_classes={self.num_classes}. Set "
                     f"data.num_classes={len(tables.class_names)}."
                 )
+            if self.train_on == "val":
+                tables.splits = self._val_as_training(tables.splits)
             self.tables = tables
         return self.tables
+
+    def _val_as_training(self, splits: dict[str, Split]) -> dict[str, Split]:
+        """``data.train_on=val``: the val split minus a seeded per-class ``holdout_fraction``
+        trains, the held-out part validates; test is untouched (PAPER.md 4.5, FSL)."""
+        val = splits["val"]
+        if val.mask_paths is not None:
+            raise DatasetError(
+                f"data.train_on=val: {self.dataset_name}'s val split holds instance masks, which "
+                "camexp serves to evaluation only, so its training batches would have no targets. "
+                "Train the few-shot baseline (method=fsl) on CUB or ImageNet."
+            )
+        train_rows, held_rows = split_train_val(val.labels, np.arange(len(val)),
+                                                self.holdout_fraction, self.split_seed)
+        return {**splits, "train": val.take(train_rows, "train"), "val": val.take(held_rows, "val")}
 
     def check(self) -> None:
         """Fast checks before any model is built (raises DatasetError): the layout, every

@@ -9,6 +9,8 @@ hooks the network, the LightningModule and the localization callback call:
 - :class:`ADL` (``adl``): attention-based dropout layers inserted in the trunk.
 - :class:`ACoL` (``acol``): a second classifier on features erased by the first's map.
 - :class:`SPG` (``spg``): branches trained on seed masks from the classifier's own map.
+- :class:`FSL` (``fsl``): the field's few-shot baseline, a foreground map trained on the val
+  split's boxes (camexp's reading of an unreleased design).
 """
 
 from camexp.methods.acol import ACoL
@@ -16,7 +18,8 @@ from camexp.methods.adl import ADL
 from camexp.methods.base import Method, MethodError
 from camexp.methods.cam import CAM
 from camexp.methods.cutmix import CutMix
+from camexp.methods.fsl import FSL
 from camexp.methods.has import HideAndSeek
 from camexp.methods.spg import SPG
 
-__all__ = ["ACoL", "ADL", "CAM", "SPG", "CutMix", "HideAndSeek", "Method", "MethodError"]
+__all__ = ["ACoL", "ADL", "CAM", "FSL", "SPG", "CutMix", "HideAndSeek", "Method", "MethodError"]
