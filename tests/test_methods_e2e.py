@@ -129,3 +129,20 @@ def test_pictures_draw_the_methods_own_map(tmp_path: Path, data_dir: Path) -> No
     drawn = torch.stack([torch.from_numpy(sample["cams"]) for sample in pictures.samples])
     torch.testing.assert_close(drawn, expected)
     assert not torch.allclose(drawn, net.cams(outputs["features"], classes))
+
+
+@pytest.mark.slow
+def test_adl_killed_mid_epoch_resumes_bit_exact(tmp_path: Path, data_dir: Path) -> None:
+    """ADL draws inside the forward pass: after a SIGKILL mid-epoch and resume=auto, the run
+    ends with exactly the weights of an uninterrupted one (the draws follow the global step)."""
+    import signal
+
+    from tests.test_resume import _cli, _signal_at, assert_same_weights
+
+    whole = _cli(tmp_path / "whole", data_dir, "method=adl", "test=false")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    killed = _cli(tmp_path / "killed", data_dir, "method=adl", "test=false", *_signal_at(7, "SIGKILL"))
+    assert killed.returncode == -signal.SIGKILL
+    resumed = _cli(tmp_path / "killed", data_dir, "method=adl", "test=false", "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_same_weights(tmp_path / "whole/checkpoints/last.ckpt", tmp_path / "killed/checkpoints/last.ckpt")
