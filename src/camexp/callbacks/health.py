@@ -120,9 +120,10 @@ def health_warnings(metrics: dict[str, float], health: TrainingHealth | None,
     if health is not None and health.test_images and health.constant_maps:
         share = health.constant_maps / health.test_images
         if share >= 0.5:
-            which = "every" if health.constant_maps == health.test_images else f"{100 * share:.0f}% of the"
+            which = ("every test ground-truth-class map is" if health.constant_maps == health.test_images
+                     else f"{100 * share:.0f}% of the test ground-truth-class maps are")
             warnings.append(
-                f"{which} test ground-truth-class map is constant ({health.constant_maps} of "
+                f"{which} constant ({health.constant_maps} of "
                 f"{health.test_images} images, max = min): there is nothing to threshold, so the "
                 "box metrics of this run measure no localization."
             )
