@@ -18,7 +18,7 @@ from tests.conftest import TINY_SYNTHETIC, compose_config
 
 QUICK_FIT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "callbacks.cam_pictures.num_images=1",
              "trainer.enable_progress_bar=false", "localization.cam_curve_interval=0.01"]
-# eval's own loader settings (machine settings are never taken from the training run)
+# the eval's own loader and picture settings
 EVAL = ["data.num_workers=0", "callbacks.cam_pictures.num_images=1", "trainer.enable_progress_bar=false"]
 
 
@@ -63,10 +63,13 @@ def test_eval_with_no_data_overrides_reproduces_the_run_exactly(small_run, tmp_p
 
 def test_an_override_wins_and_its_difference_is_printed(small_run, tmp_path, data_dir, capsys) -> None:
     run, _ = small_run
-    overrides = [f"ckpt_path={_best(run)}", "data.eval_size=[64,64]", "localization.paper_fraction=0.3"]
+    overrides = [f"ckpt_path={_best(run)}", "data.eval_size=[64,64]", "localization.paper_fraction=0.3",
+                 "data.synthetic.two_object_prob=0.5"]
     cfg = compose_config("eval", overrides + EVAL, tmp_path / "eval", data_dir)
     lines = apply_training_settings(cfg, _best(run), overrides)
     assert list(cfg.data.eval_size) == [64, 64] and cfg.data.crop_size == 56
+    # a nested override changes that value only; the rest of the spec stays the training run's
+    assert (cfg.data.synthetic.two_object_prob, cfg.data.synthetic.image_size) == (0.5, 64)
     assert cfg.localization.paper_fraction == 0.3 and cfg.localization.cam_curve_interval == 0.01
     printed = capsys.readouterr()
     assert ("camexp: WARNING: evaluating on data settings that differ from the training run's: "

@@ -5,8 +5,9 @@ runs folder, one run), reads each run's ``metrics.json`` and the paper numbers i
 preset carries (``paper.rows`` of the composed config, see ``conf/experiment/``), and writes
 into ``<folder>/report/`` (or ``--out``):
 
-- ``report.md``: one Markdown table per paper table: row, metric, paper, ours, ours - paper,
-  run id (the run folder relative to ``<folder>``), status;
+- ``report.md``: the runs table of every run, preset or not (:mod:`camexp.report_runs`: one
+  row per run, also ``runs.csv`` and ``runs.png``), then one Markdown table per paper table:
+  row, metric, paper, ours, ours - paper, run id (the run folder relative to ``<folder>``), status;
 - ``report.csv``: the same lines with a ``table`` column;
 - ``<table>.png``: a bar plot of ours versus the paper's per table.
 

@@ -26,7 +26,8 @@ from camexp.run_info import SETTINGS_FILE, training_method
 
 CHECKPOINT_KEY = "camexp"
 GROUPS = ("data", "localization")
-# how this machine loads data, not what the data is: eval keeps its own values
+# how the loader works, not what the data is: taken from the training run like the rest
+# (unless overridden) but never reported as a difference
 MACHINE_KEYS = frozenset({"batch_size", "eval_batch_size", "num_workers", "pin_memory",
                           "persistent_workers", "check_sample", "on_bad_image"})
 
@@ -131,17 +132,36 @@ def stored_settings(ckpt_path: Path, eval_cfg: DictConfig) -> tuple[dict[str, An
 
 
 def _overridden(overrides: list[str], group: str) -> tuple[set[str], str | None]:
-    """The keys of ``group`` set on the command line (``data.eval_size=...`` -> ``eval_size``)
-    and the group option chosen (``data=cub`` -> ``cub``)."""
-    keys: set[str] = set()
+    """The paths under ``group`` set on the command line (``data.synthetic.seed=0`` ->
+    ``synthetic.seed``) and the group option chosen (``data=cub`` -> ``cub``)."""
+    paths: set[str] = set()
     option = None
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if key == group:
             option = value
         elif key.startswith(f"{group}."):
-            keys.add(key[len(group) + 1:].split(".", 1)[0])
-    return keys, option
+            paths.add(key[len(group) + 1:])
+    return paths, option
+
+
+def _with_overrides(trained: dict[str, Any], current: dict[str, Any], paths: set[str]) -> dict[str, Any]:
+    """``trained`` with the value of ``current`` at each of ``paths`` (removed where
+    ``current`` has none, e.g. ``~data.key``)."""
+    merged = OmegaConf.create(trained)
+    given = OmegaConf.create(current)
+    missing = object()
+    for path in sorted(paths):
+        value = OmegaConf.select(given, path, default=missing)
+        if value is missing:
+            parent, _, leaf = path.rpartition(".")
+            node = OmegaConf.select(merged, parent) if parent else merged
+            if isinstance(node, DictConfig) and leaf in node:
+                with open_dict(node):
+                    node.pop(leaf)
+        else:
+            OmegaConf.update(merged, path, value, merge=False, force_add=True)
+    return OmegaConf.to_container(merged, resolve=True)
 
 
 def _show(value: Any) -> str:
@@ -178,12 +198,7 @@ def apply_training_settings(cfg: DictConfig, ckpt_path: Path,
                          "evaluating on the data configured here, not the training run's.")
             merged = current
         else:
-            merged = dict(trained)
-            for key in keys | (MACHINE_KEYS if group == "data" else set()):
-                if key in current:
-                    merged[key] = current[key]
-                else:
-                    merged.pop(key, None)
+            merged = _with_overrides(trained, current, keys)
         for key in sorted(set(merged) | set(trained)):
             if key in MACHINE_KEYS and group == "data":
                 continue

@@ -35,11 +35,23 @@ class TrainingHealth(L.Callback):
         self.test_images = 0
         self.constant_maps = 0
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.epoch_losses = []
+        self._sum_epoch = -1  # the epoch the running sums belong to
+
+    # the losses so far travel in checkpoints: a resumed run warns as an uninterrupted one
+    def state_dict(self) -> dict:
+        return {"epoch_losses": list(self.epoch_losses), "loss_sum": self._loss_sum,
+                "loss_count": self._loss_count, "sum_epoch": self._sum_epoch}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.epoch_losses = [float(x) for x in state_dict.get("epoch_losses", [])]
+        self._loss_sum = float(state_dict.get("loss_sum", 0.0))
+        self._loss_count = int(state_dict.get("loss_count", 0))
+        self._sum_epoch = int(state_dict.get("sum_epoch", -1))
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._loss_sum, self._loss_count = 0.0, 0
+        if trainer.current_epoch != self._sum_epoch:  # not an epoch resumed in its middle
+            self._loss_sum, self._loss_count = 0.0, 0
+            self._sum_epoch = trainer.current_epoch
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
@@ -50,6 +62,7 @@ class TrainingHealth(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if self._loss_count:
             self.epoch_losses.append(self._loss_sum / self._loss_count)
+        self._loss_sum, self._loss_count, self._sum_epoch = 0.0, 0, -1
 
     def on_test_epoch_start(self, trainer, pl_module) -> None:
         self.test_images = self.constant_maps = 0

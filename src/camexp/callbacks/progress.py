@@ -34,6 +34,12 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _epochs(trainer: L.Trainer) -> str:
+    """The planned number of epochs, ``?`` when training is bounded by steps or time."""
+    epochs = trainer.max_epochs
+    return str(epochs) if isinstance(epochs, int) and epochs > 0 else "?"
+
+
 class PlainProgress(L.Callback):
     """Progress as plain lines when the console is not a terminal.
 
@@ -89,7 +95,7 @@ class PlainProgress(L.Callback):
         elapsed = max(now - self.last_line, 1e-9)
         rate = self.images / elapsed
         self.seconds_per_step = (now - self.epoch_start) / step
-        parts = [f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}",
+        parts = [f"epoch {trainer.current_epoch + 1}/{_epochs(trainer)}",
                  f"step {step}/{total if total is not None else '?'}", f"{rate:.1f} img/s"]
         if total is not None:
             left_epoch = (total - step) * self.seconds_per_step
@@ -118,5 +124,5 @@ class PlainProgress(L.Callback):
                 name = "train/loss" if key == "train/loss_epoch" else key
                 shown.append(f"{name} {float(metrics[key]):.4f}")
         took = format_duration(time.perf_counter() - getattr(self, "epoch_start", time.perf_counter()))
-        return (f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} done in {took}: "
+        return (f"epoch {trainer.current_epoch + 1}/{_epochs(trainer)} done in {took}: "
                 + (", ".join(shown) if shown else "no metrics logged"))
