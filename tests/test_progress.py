@@ -59,6 +59,8 @@ def test_custom_dataset_train_eval_report_from_files(tmp_path: Path) -> None:
         assert EPOCH.search(text), text[-2000:]
         assert f"Run folder: {run}" in text and "camexp: test: top-1 " in text
         assert "Total params" in text
+        assert re.search(r"camexp: data checked: CUB-200-2011 \(official split\) at .*: 3 classes, "
+                         r"images train 3, val 3, test 6\.", text)
     assert "FLOPs" not in out + err and "litlogger" not in out + err
     assert "Skipping setting a default" not in out + err
     metrics = json.loads((run / "metrics.json").read_text())

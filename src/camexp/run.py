@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 from camexp.callbacks.health import run_warnings
@@ -99,6 +100,11 @@ def prepare_data(cfg: DictConfig) -> L.LightningDataModule:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.check()
+    tables = getattr(datamodule, "tables", None)
+    if tables is not None and rank_zero_only.rank == 0:  # (synthetic data: checked once written)
+        splits = ", ".join(f"{name} {len(split)}" for name, split in tables.splits.items())
+        say(f"camexp: data checked: {tables.description}: {len(tables.class_names)} classes, "
+            f"images {splits}.")
     if cfg.data.get("num_classes") is None:  # counted from the dataset (CUB: classes.txt)
         with open_dict(cfg):
             cfg.data.num_classes = datamodule.num_classes

@@ -64,18 +64,25 @@ class PlainProgress(L.Callback):
 
     # -- steps ----------------------------------------------------------------------------
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _reset(self) -> None:
         now = time.perf_counter()
         self.epoch_start = self.last_line = now
-        self.images = self.steps = 0
+        self.images = self.steps = self.epoch_steps = 0
         self.loss_sum, self.loss_count = 0.0, 0
-        self.seconds_per_step = math.nan
+
+    # a run resumed in the middle of an epoch starts without on_train_epoch_start
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._reset()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not (self.plain and trainer.is_global_zero):
             return
         self.images += len(batch["label"]) * trainer.world_size
         self.steps += 1
+        self.epoch_steps += 1
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is not None:
             self.loss_sum += float(loss)
@@ -94,13 +101,13 @@ class PlainProgress(L.Callback):
         step = batch_idx + 1
         elapsed = max(now - self.last_line, 1e-9)
         rate = self.images / elapsed
-        self.seconds_per_step = (now - self.epoch_start) / step
+        seconds_per_step = (now - self.epoch_start) / max(1, self.epoch_steps)
         parts = [f"epoch {trainer.current_epoch + 1}/{_epochs(trainer)}",
                  f"step {step}/{total if total is not None else '?'}", f"{rate:.1f} img/s"]
         if total is not None:
-            left_epoch = (total - step) * self.seconds_per_step
+            left_epoch = (total - step) * seconds_per_step
             epochs_after = max(0, (trainer.max_epochs or 0) - trainer.current_epoch - 1)
-            left_run = left_epoch + epochs_after * total * self.seconds_per_step
+            left_run = left_epoch + epochs_after * total * seconds_per_step
             parts.append(f"ETA epoch {format_duration(left_epoch)}, run {format_duration(left_run)} "
                          "(training steps)")
         if self.loss_count:
