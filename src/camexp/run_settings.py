@@ -30,6 +30,8 @@ GROUPS = ("data", "localization")
 # (unless overridden) but never reported as a difference
 MACHINE_KEYS = frozenset({"batch_size", "eval_batch_size", "num_workers", "pin_memory",
                           "persistent_workers", "check_sample", "on_bad_image"})
+# not reported either: they only matter to training (schedule length, data order)
+UNREPORTED = MACHINE_KEYS | {"epochs", "seed"}
 
 
 def _choices() -> dict[str, Any]:
@@ -200,7 +202,7 @@ def apply_training_settings(cfg: DictConfig, ckpt_path: Path,
         else:
             merged = _with_overrides(trained, current, keys)
         for key in sorted(set(merged) | set(trained)):
-            if key in MACHINE_KEYS and group == "data":
+            if key in UNREPORTED and group == "data":
                 continue
             was, now = trained.get(key), merged.get(key)
             if was != now:
