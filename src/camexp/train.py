@@ -36,7 +36,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         except SIGTERMException:
             if trainer.is_global_zero:
                 say(f"camexp: preempted; saved {checkpoint_dir / 'preempted.ckpt'}. Re-run the "
-                      "same command with resume=auto (and hydra.run.dir=<this run folder>).")
+                    "same command with resume=auto (and hydra.run.dir=<this run folder>).")
                 requeued = requeue_slurm_job()
                 if requeued:
                     say(f"camexp: {requeued}")
