@@ -153,3 +153,66 @@ def test_report_of_a_real_tiny_run(tmp_path: Path, data_dir: Path) -> None:
     assert _line(lines, "Synthetic demo", "tinynet GAP", "test/MaxBoxAccV2")["ours"] == pytest.approx(
         metrics["test/MaxBoxAccV2"])
     assert _line(lines, "Synthetic demo", "tinynet GMP", "test/MaxBoxAccV2")["status"] == "missing"
+
+
+def _choices(folder: Path, **choices: str) -> None:
+    (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+
+
+def test_report_of_runs_that_are_not_presets(tmp_path: Path, capsys) -> None:
+    """A pool sweep, a run of another training method, and an eval of another localization
+    method: one row per run, its values, the differing overrides as its label."""
+    root = tmp_path / "sweep"
+    data = {"_target_": "camexp.data.datamodule.CUBDataModule", "root": "/data/mybirds", "eval_size": [112, 112]}
+    for n, pool in enumerate(("gap", "gmp")):
+        fake_run(root / str(n), {"task_name": "train", "model": {"arch": "vgg16", "pool": pool}, "data": data,
+                                 "localization": {"method": "cam"}},
+                 {"test/acc_top1": 0.812 - n / 2, "test/acc_top5": 0.95, "test/MaxBoxAccV2": 30.1 - 30 * n,
+                  "test/MaxBoxAccV2_center_baseline": 21.0, "val/acc_top1": 0.8},
+                 overrides=("data=cub", "data.root=/data/mybirds", f"model.pool={pool}"))
+        _choices(root / str(n), model="vgg_gap", data="cub")
+    warned = json.loads((root / "1" / "metrics.json").read_text())
+    warned["warnings"] = ["test/MaxBoxAccV2 0.1 is below the centre-Gaussian baseline 21.0: worse than a blob."]
+    (root / "1" / "metrics.json").write_text(json.dumps(warned))
+    fake_run(root / "2", {"task_name": "train", "model": {"arch": "vgg16", "pool": "gap"}, "data": data,
+                          "method": {"_target_": "camexp.methods.HaS"}, "localization": {"method": "cam"}},
+             {"test/acc_top1": 0.7, "test/MaxBoxAccV2": 35.0}, overrides=("data=cub", "data.root=/data/mybirds",
+                                                                           "method=has"))
+    _choices(root / "2", model="vgg_gap", data="cub", method="has")
+    fake_run(root / "3", {"task_name": "train", "model": {"arch": "vgg16", "pool": "gap"}}, None,
+             overrides=("data=cub", "data.root=/data/mybirds", "model.head.width=512"))
+    ckpt = root / "0" / "checkpoints" / "last.ckpt"
+    fake_run(tmp_path / "evals" / "0", {"task_name": "eval", "ckpt_path": str(ckpt), "data": data,
+                                        "localization": {"method": "gradcam"}},
+             {"test/acc_top1": 0.812, "test/MaxBoxAccV2": 28.0},
+             overrides=(f"ckpt_path={ckpt}", "localization.method=gradcam"))
+    _choices(tmp_path / "evals" / "0", data="cub")
+
+    make_report(root)
+    assert ("4 runs (3 finished, 1 unfinished): 4 rows in the runs table; 0 runs in the paper tables"
+            in capsys.readouterr().out)
+    with (root / "report" / "runs.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [r["run"] for r in rows] == ["0", "1", "2", "3"]
+    gap, gmp, has, unfinished = rows
+    assert (gap["label"], gap["model"], gap["pool"], gap["method"], gap["localization"], gap["data"]) == (
+        "model.pool=gap", "vgg_gap", "gap", "cam", "cam", "cub (mybirds, 112x112)")
+    assert float(gap["top-1 %"]) == pytest.approx(81.2) and float(gap["MaxBoxAccV2"]) == pytest.approx(30.1)
+    assert (gmp["label"], gmp["pool"], float(gmp["MaxBoxAccV2"])) == ("model.pool=gmp", "gmp", pytest.approx(0.1))
+    assert gmp["warnings"].startswith("test/MaxBoxAccV2 0.1 is below") and gap["warnings"] == ""
+    assert (has["label"], has["method"], has["top-1 %"]) == ("method=has", "has", "70.0")
+    assert (unfinished["status"], unfinished["top-1 %"], unfinished["label"]) == ("unfinished", "", "model.head.width=512")
+    markdown = (root / "report" / "report.md").read_text()
+    assert "## Runs" in markdown and "## Table" not in markdown
+    assert ("| model.pool=gmp | train | vgg_gap | gmp | cam | cam | cub (mybirds, 112x112) | 31.20 | 95.00 | 0.10 | "
+            "21.00 | test/MaxBoxAccV2 0.1 is below the centre-Gaussian baseline 21.0 | `1` | finished |") in markdown
+    assert (root / "report" / "runs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # an eval run takes model, pool and training method from its checkpoint's training run
+    make_report(tmp_path, out=tmp_path / "all")
+    with (tmp_path / "all" / "runs.csv").open() as file:
+        rows = {r["run"]: r for r in csv.DictReader(file)}
+    scored = rows["evals/0"]
+    assert (scored["kind"], scored["model"], scored["pool"], scored["method"], scored["localization"]) == (
+        "eval", "vgg_gap", "gap", "cam", "gradcam")
+    assert scored["label"] == "localization.method=gradcam" and scored["trained_in"] == str(root / "0")

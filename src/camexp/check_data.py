@@ -27,6 +27,8 @@ def check_data(cfg: DictConfig) -> Report:
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     tables = datamodule.read_tables()
+    if datamodule.num_classes is None:  # data.num_classes=null: the dataset's own count
+        datamodule.num_classes = len(tables.class_names)
     model = cfg.get("model")
     model_classes = model.get("num_classes") if model else None
     report = check_tables(tables, datamodule.num_classes,

@@ -26,6 +26,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from camexp.errors import UserError
+from camexp.messages import say
 
 # EX_TEMPFAIL: "try again later", what a requeued job should do
 PREEMPTED_EXIT_CODE = 75
@@ -72,7 +73,7 @@ def find_resume_checkpoint(checkpoint_dir: str | Path) -> Path | None:
         problem = readable_checkpoint(candidate)
         if problem is None:
             return candidate
-        print(
+        say(
             f"camexp: skipping checkpoint {candidate}: cannot be read ({problem}); trying an "
             "older one. Delete the file if it is truncated."
         )
@@ -97,9 +98,9 @@ def resolve_resume(resume: str | None, ckpt_path: str | None, checkpoint_dir: Pa
         raise UserError(f"resume={resume!r} is not allowed; use auto or null.")
     found = find_resume_checkpoint(checkpoint_dir)
     if found is None:
-        print(f"camexp: resume=auto found no readable checkpoint in {checkpoint_dir}; starting afresh.")
+        say(f"camexp: resume=auto found no readable checkpoint in {checkpoint_dir}; starting afresh.")
         return None
-    print(f"camexp: resuming from {found}")
+    say(f"camexp: resuming from {found}")
     return str(found)
 
 

@@ -29,7 +29,8 @@ def validate(cfg: DictConfig) -> None:
     if model is not None:
         _check_choice("model.arch", model.get("arch"), BACKBONES)
         _check_choice("model.pool", model.get("pool"), POOLS)
-        _check_positive("model.num_classes", model.get("num_classes"))
+        if model.get("num_classes") is not None:  # None: counted from the dataset (data=cub)
+            _check_positive("model.num_classes", model.get("num_classes"))
         _check_positive("model.head.width", model.head.get("width"))
         if not isinstance(model.head.get("num_convs"), int) or model.head.num_convs < 0:
             raise ConfigError(f"model.head.num_convs={model.head.num_convs!r} must be an integer >= 0.")
@@ -47,7 +48,8 @@ def validate(cfg: DictConfig) -> None:
     data = cfg.get("data")
     if data is not None:
         _check_positive("data.batch_size", data.get("batch_size"))
-        _check_positive("data.num_classes", data.get("num_classes"))
+        if data.get("num_classes") is not None:  # None: counted from the dataset (classes.txt)
+            _check_positive("data.num_classes", data.get("num_classes"))
         if not 0.0 < float(data.get("val_fraction", 0.1)) < 1.0:
             raise ConfigError(f"data.val_fraction={data.val_fraction!r} must be in (0, 1).")
         _check_batch_over_devices(data.batch_size, cfg.get("trainer"))

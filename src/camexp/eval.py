@@ -10,16 +10,20 @@ from omegaconf import DictConfig
 from camexp.errors import UserError, exit_on_user_error
 from camexp.module import CAMClassifier
 from camexp.run import build_trainer, finish_run, one_job, prepare_data
+from camexp.run_settings import apply_training_settings
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test the checkpoint's model (its own hyper-parameters) on the configured test split."""
+    """Test the checkpoint's model (its own hyper-parameters) on the test split of the data it was
+    trained on (the training run's data and localization settings, unless overridden)."""
     ckpt_path = Path(cfg.ckpt_path).expanduser()
     if not ckpt_path.is_file():
         raise UserError(
             f"Checkpoint {ckpt_path} does not exist. Pass ckpt_path= a .ckpt file written by "
             "camexp.train (its run folder's checkpoints/last.ckpt or the best epoch_*.ckpt)."
         )
+    # the training run's data and localization settings, unless overridden here (printed)
+    apply_training_settings(cfg, ckpt_path)
     datamodule = prepare_data(cfg)
     # The network is rebuilt from the checkpoint's hyper-parameters; its weights come from
     # the checkpoint, so nothing is downloaded or read from the original weights_path.

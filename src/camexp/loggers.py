@@ -24,6 +24,8 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from camexp.messages import say
+
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 MODES = ("online", "offline", "disabled", "dryrun", "shared", "run")
 
@@ -151,7 +153,7 @@ def wandb_logger(
     if context.get("experiment") and context["experiment"] not in tag_list:
         tag_list.append(str(context["experiment"]))
     if chosen == "offline":
-        print(f"camexp: W&B runs offline; upload later with "
+        say(f"camexp: W&B runs offline; upload later with "
               f"`wandb sync {Path(save_dir) / 'wandb'}/offline-run-*`.")
     return WandbLogger(
         save_dir=str(save_dir),

@@ -5,8 +5,9 @@ runs folder, one run), reads each run's ``metrics.json`` and the paper numbers i
 preset carries (``paper.rows`` of the composed config, see ``conf/experiment/``), and writes
 into ``<folder>/report/`` (or ``--out``):
 
-- ``report.md``: one Markdown table per paper table: row, metric, paper, ours, ours - paper,
-  run id (the run folder relative to ``<folder>``), status;
+- ``report.md``: the runs table of every run, preset or not (:mod:`camexp.report_runs`: one
+  row per run, also ``runs.csv`` and ``runs.png``), then one Markdown table per paper table:
+  row, metric, paper, ours, ours - paper, run id (the run folder relative to ``<folder>``), status;
 - ``report.csv``: the same lines with a ``table`` column;
 - ``<table>.png``: a bar plot of ours versus the paper's per table.
 
@@ -63,6 +64,8 @@ class Run:
     overrides: list[str] = field(default_factory=list)
     preset: str | None = None
     paper: list[PaperRow] = field(default_factory=list)
+    choices: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def parse_paper(node: Any, preset: str | None = None) -> list[PaperRow]:
@@ -112,15 +115,25 @@ def _read_yaml(path: Path) -> Any:
 
 
 def _read_metrics(path: Path) -> dict[str, float] | None:
-    """``metrics.json`` as numbers; None when it is absent (the run has not finished)."""
+    """``metrics.json``'s numbers (its ``"warnings"`` list is read by :func:`_read_warnings`);
+    None when it is absent (the run has not finished)."""
     if not path.is_file():
         return None
     try:
-        return {str(k): float(v) for k, v in json.loads(path.read_text()).items()}
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items() if k != "warnings"}
     except (ValueError, TypeError, AttributeError) as error:
         raise UserError(f"{path} is not a JSON object of numbers ({error}). It is written by "
                         "camexp.train/eval at the end of a run; delete it to count the run as "
                         "unfinished.") from error
+
+
+def _read_warnings(path: Path) -> list[str]:
+    """The ``"warnings"`` of a run's ``metrics.json`` (signs of a collapsed run); [] if none."""
+    try:
+        found = json.loads(path.read_text()).get("warnings") if path.is_file() else None
+    except (ValueError, AttributeError):
+        return []
+    return [str(w) for w in found] if isinstance(found, list) else []
 
 
 def read_run(path: Path, root: Path) -> Run:
@@ -135,7 +148,7 @@ def read_run(path: Path, root: Path) -> Run:
     run = Run(path=path, run_id=str(path.relative_to(root)) if path != root else ".",
               config=config, metrics=_read_metrics(path / "metrics.json"),
               overrides=[str(o) for o in overrides if not str(o).startswith("experiment=")],
-              preset=preset)
+              preset=preset, choices=dict(choices), warnings=_read_warnings(path / "metrics.json"))
     run.paper = parse_paper(config.get("paper"), preset)
     return run
 
@@ -238,12 +251,14 @@ def _table_order(lines: Iterable[dict[str, Any]]) -> list[str]:
     return sorted({line["table"] for line in lines}, key=key)
 
 
-def write_markdown(lines: Sequence[dict[str, Any]], path: Path, source: Path) -> None:
-    """``report.md``: a units note, then one table per paper table."""
-    out = [f"# camexp report: {source}", "",
-           "Paper numbers are %. Ours: `cls_top{1,5}_err = 100 * (1 - acc_top{1,5})`, "
-           "`acc_top1_pct = 100 * acc_top1`, localization metrics as logged (%). "
-           "diff = ours - paper.", ""]
+def write_markdown(lines: Sequence[dict[str, Any]], path: Path, source: Path,
+                   preamble: Sequence[str] = ()) -> None:
+    """``report.md``: ``preamble`` (the runs table), a units note, then one table per paper table."""
+    out = [f"# camexp report: {source}", "", *preamble]
+    if lines:
+        out += ["Paper numbers are %. Ours: `cls_top{1,5}_err = 100 * (1 - acc_top{1,5})`, "
+                "`acc_top1_pct = 100 * acc_top1`, localization metrics as logged (%). "
+                "diff = ours - paper.", ""]
     for table in _table_order(lines):
         rows = [line for line in lines if line["table"] == table]
         counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "unfinished", "missing")}
@@ -320,17 +335,26 @@ def make_report(folder: str | Path, out: str | Path | None = None, presets_dir: 
     lines = report_lines(runs, presets, all_tables)
     out_dir = Path(out).expanduser() if out else root / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_markdown(lines, out_dir / "report.md", root)
+    from camexp.report_runs import run_rows, runs_markdown, write_runs_csv, write_runs_plot
+
+    rows = run_rows(runs)
+    write_markdown(lines, out_dir / "report.md", root, preamble=runs_markdown(rows))
     write_csv(lines, out_dir / "report.csv")
     write_plots(lines, out_dir)
+    if rows:
+        write_runs_csv(rows, out_dir / "runs.csv")
+        write_runs_plot(rows, out_dir / "runs.png")
     field_table = write_field_table(runs, presets, out_dir)
     if field_table:
         with (out_dir / "report.md").open("a") as report:
             report.write("\n" + field_table)
         print(field_table)
     finished = sum(run.metrics is not None for run in runs)
-    print(f"camexp.report: {len(runs)} runs ({finished} finished, {len(runs) - finished} unfinished), "
-          f"{sum(line['status'] == 'missing' for line in lines)} missing lines; written to {out_dir}")
+    paper_runs = {line["run"] for line in lines if line["run"]}
+    print(f"camexp.report: {len(runs)} runs ({finished} finished, {len(runs) - finished} unfinished): "
+          f"{len(rows)} rows in the runs table; {len(paper_runs)} runs in the paper tables"
+          + ("" if lines else " (no run of an experiment preset: paper tables need experiment=...)")
+          + f", {sum(line['status'] == 'missing' for line in lines)} missing lines; written to {out_dir}")
     return lines
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import warnings
@@ -13,15 +14,19 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, open_dict
 
+from camexp.callbacks.health import run_warnings
 from camexp.config import validate
+from camexp.messages import say, silence_framework_notices, summary_line
 
 # Two notices that say nothing to a camexp user: the module's on_after_batch_transfer (uint8
 # batches normalized on the device) is meant to win over the DataModule's, and Lightning 2.6
 # calls a torch 2.14 pytree API that torch marks deprecated.
 warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`")
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+silence_framework_notices()
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -95,16 +100,31 @@ def prepare_data(cfg: DictConfig) -> L.LightningDataModule:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.check()
+    tables = getattr(datamodule, "tables", None)
+    if tables is not None and rank_zero_only.rank == 0:  # (synthetic data: checked once written)
+        splits = ", ".join(f"{name} {len(split)}" for name, split in tables.splits.items())
+        say(f"camexp: data checked: {tables.description}: {len(tables.class_names)} classes, "
+            f"images {splits}.")
+    if cfg.data.get("num_classes") is None:  # counted from the dataset (CUB: classes.txt)
+        with open_dict(cfg):
+            cfg.data.num_classes = datamodule.num_classes
     return datamodule
 
 
 def finish_run(trainer: L.Trainer, metrics: dict, output_dir: str | Path) -> dict[str, float]:
-    """Write the final metrics as ``metrics.json`` (numbers only, for reports that need no
-    logger) from the main process, print the run folder, and return the numbers."""
+    """Write the final metrics as ``metrics.json`` (the numbers, for reports that need no
+    logger, and a ``"warnings"`` list: signs of a collapsed run) from the main process, print
+    the metrics summary, the warnings and the run folder, and return the numbers."""
     numbers = {key: float(value) for key, value in sorted(metrics.items())}
     output_dir = Path(output_dir)
+    found = run_warnings(trainer, numbers)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "metrics.json").write_text(json.dumps(numbers, indent=2) + "\n")
-        print(f"Run folder: {output_dir.resolve()}")
+        (output_dir / "metrics.json").write_text(json.dumps({**numbers, "warnings": found}, indent=2) + "\n")
+        line = summary_line(numbers)
+        if line:
+            say(line)
+        for warning in found:
+            say(f"camexp: WARNING: {warning}", logging.WARNING)
+        say(f"Run folder: {output_dir.resolve()}")
     return numbers

@@ -11,7 +11,9 @@ from omegaconf import DictConfig
 
 from camexp.checkpointing import PREEMPTED_EXIT_CODE, requeue_slurm_job, resolve_resume
 from camexp.errors import exit_on_user_error
+from camexp.messages import say
 from camexp.run import build_trainer, finish_run, one_job, prepare_data
+from camexp.run_settings import RunSettings
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -24,6 +26,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = prepare_data(cfg)
     model = instantiate(cfg.model, _convert_="all")
     trainer = build_trainer(cfg)
+    trainer.callbacks.append(RunSettings.from_config(cfg))  # what eval reuses
 
     if cfg.get("train", True):
         checkpoint_dir = Path(cfg.paths.output_dir) / "checkpoints"
@@ -32,11 +35,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
         except SIGTERMException:
             if trainer.is_global_zero:
-                print(f"camexp: preempted; saved {checkpoint_dir / 'preempted.ckpt'}. Re-run the "
-                      "same command with resume=auto (and hydra.run.dir=<this run folder>).")
+                say(f"camexp: preempted; saved {checkpoint_dir / 'preempted.ckpt'}. Re-run the "
+                    "same command with resume=auto (and hydra.run.dir=<this run folder>).")
                 requeued = requeue_slurm_job()
                 if requeued:
-                    print(f"camexp: {requeued}")
+                    say(f"camexp: {requeued}")
             raise SystemExit(PREEMPTED_EXIT_CODE) from None
     metrics = dict(trainer.callback_metrics)
     if cfg.get("test", True):

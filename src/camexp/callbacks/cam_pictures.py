@@ -20,10 +20,21 @@ import torch
 
 from camexp.callbacks.localization import CAMLocalization
 from camexp.localization import box_iou, mask_boxes, normalize_map, quantize_map, threshold_levels
+from camexp.messages import say
 from camexp.viz import draw_cam_panel
 
 # predicted box colour by IoU with the best-matching ground-truth box
 IOU_COLOURS = ((0.7, "#1e90ff"), (0.5, "#ffd700"), (0.3, "#ff8c00"), (0.0, "#ff2020"))
+
+
+def box_legend(tau: float) -> list[tuple[str, str]]:
+    """The legend of the predicted-box colours: ``(label, colour)`` per IoU band."""
+    bounds = [bound for bound, _ in IOU_COLOURS]
+    labels = [f"IoU >= {bounds[0]:g}"] + [f"{low:g} <= IoU < {high:g}" for low, high in
+                                          zip(bounds[1:-1], bounds[:-2], strict=True)]
+    labels.append(f"IoU < {bounds[-2]:g}")
+    labels[0] = f"predicted box (tau {tau:.3f}): {labels[0]}"
+    return [(label, colour) for label, (_, colour) in zip(labels, IOU_COLOURS, strict=True)]
 
 
 def predicted_box(map01: np.ndarray, tau: float) -> np.ndarray:
@@ -112,11 +123,12 @@ class CAMPictures(L.Callback):
             verdict = "right" if sample["top"][0][0] == sample["label"] else "wrong"
             title = f"{sample['image_id']}  (top-1 {verdict})"
             self.written.append(draw_cam_panel(path, sample["image"], maps, sample["boxes"], title,
-                                               pred_boxes=boxes or None))
+                                               pred_boxes=boxes or None,
+                                               box_legend=box_legend(tau) if boxes else None))
             self._to_wandb(trainer, sample, names, boxes[0][0][0] if boxes else None, title)
         self.samples = []
         if self.written and trainer.is_global_zero:
-            print(f"CAM pictures: {self.output_dir.resolve()} ({len(self.written)} images)")
+            say(f"CAM pictures: {self.output_dir.resolve()} ({len(self.written)} images)")
 
     def _to_wandb(self, trainer: L.Trainer, sample: dict, names: list[str], predicted, title: str):
         """Log the image with ground-truth and predicted boxes as a ``wandb.Image`` (class

@@ -195,7 +195,16 @@ class CAMLocalization(L.Callback):
         figure, axis = plt.subplots(figsize=(5.5, 3.8))
         for name, accuracy in columns.items():
             best = int(np.argmax(accuracy))
-            axis.plot(v2["thresholds"], accuracy, label=f"{name} (max {accuracy[best]:.1f} at {v2['thresholds'][best]:.3f})")
+            label = f"{name} (max {accuracy[best]:.1f} at {v2['thresholds'][best]:.3f})"
+            style = {}
+            if name == "MaxBoxAcc_IoU50":
+                # V1 is often V2's IoU-50 curve exactly (one object per image): drawn dashed and
+                # on top, and said so, so that neither hides the other unnoticed
+                style = {"linestyle": "--", "linewidth": 2.0, "zorder": 3, "color": "black"}
+                twin = columns.get("MaxBoxAccV2_IoU50")
+                if twin is not None and np.allclose(accuracy, twin):
+                    label += ", same curve as MaxBoxAccV2_IoU50"
+            axis.plot(v2["thresholds"], accuracy, label=label, **style)
         axis.set_xlabel("CAM threshold tau")
         axis.set_ylabel("box accuracy (%)")
         axis.set_title(f"{stage}: box accuracy vs threshold ({v2['num_images']} images)")

@@ -119,6 +119,11 @@ class CUBDataModule(WSOLDataModule):
                      (cub / "classes.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
             classes_from = str(cub / "classes.txt")
         else:
+            if self.num_classes is None:
+                raise DatasetError(
+                    f"data.num_classes is not set and {root} has no classes.txt to count the "
+                    "classes from. Set data.num_classes=<number of classes>."
+                )
             names = names_from_ids(splits, self.num_classes)
             classes_from = f"data.num_classes (no classes.txt under {root})"
         return Tables(splits, names, classes_from,

@@ -408,7 +408,9 @@ class WSOLDataModule(L.LightningDataModule):
         """The tables, read once; the class count is checked against data.num_classes."""
         if self.tables is None:
             tables = self.read_tables()
-            if len(tables.class_names) != self.num_classes:
+            if self.num_classes is None:  # data.num_classes=null: the dataset's own count
+                self.num_classes = len(tables.class_names)
+            elif len(tables.class_names) != self.num_classes:
                 raise DatasetError(
                     f"{tables.classes_from} lists {len(tables.class_names)} classes but "
                     f"data.num_classes={self.num_classes}. Set "

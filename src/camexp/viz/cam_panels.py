@@ -13,6 +13,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.cm import ScalarMappable  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 GT_COLOR = "#00ff00"
@@ -46,6 +49,7 @@ def draw_cam_panel(
     gt_boxes: np.ndarray,
     title: str = "",
     pred_boxes: Sequence[Sequence[tuple[np.ndarray, str]]] | None = None,
+    box_legend: Sequence[tuple[str, str]] | None = None,
 ) -> Path:
     """Save one row: the image with its ground-truth boxes, then each map overlaid.
 
@@ -56,11 +60,16 @@ def draw_cam_panel(
         gt_boxes: (K, 4) ground-truth boxes, drawn on every panel in green.
         title: a line above the row (image id, label, prediction).
         pred_boxes: per map panel, a list of (box (4,), colour) to draw dashed.
+        box_legend: (label, colour) of each predicted-box colour, for the legend below the row.
+
+    The row ends with a colour bar of the maps' scale (jet, 0 = the map's minimum, 1 = its
+    maximum) and a legend of the box colours, so a picture reads without the README.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = 1 + len(maps)
-    figure, axes = plt.subplots(1, columns, figsize=(2.6 * columns, 2.9), squeeze=False)
+    figure, axes = plt.subplots(1, columns, figsize=(2.6 * columns + 0.6, 3.3), squeeze=False,
+                                layout="constrained")
     axes = axes[0]
     axes[0].imshow(image)
     axes[0].set_title("image + GT box", fontsize=8)
@@ -74,9 +83,18 @@ def draw_cam_panel(
                 _draw_boxes(axes[column], np.asarray(box)[None], colour, "--")
     for axis in axes:
         axis.set_axis_off()
+    if maps:
+        bar = figure.colorbar(ScalarMappable(Normalize(0.0, 1.0), matplotlib.colormaps["jet"]),
+                              ax=list(axes), fraction=0.025, pad=0.01, aspect=25)
+        bar.set_label("map, min-max normalized", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    handles = [Line2D([], [], color=GT_COLOR, linewidth=1.5, label="ground-truth box")]
+    handles += [Line2D([], [], color=colour, linewidth=1.5, linestyle="--", label=label)
+                for label, colour in box_legend or ()]
+    figure.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=7,
+                  frameon=False)
     if title:
         figure.suptitle(title, fontsize=9)
-    figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

@@ -1,0 +1,60 @@
+"""The pictures explain themselves: a colour bar and a box legend in the CAM panels, and the
+curve plot says when MaxBoxAcc and MaxBoxAccV2's IoU-50 curve coincide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import camexp.callbacks.localization as localization_module
+import camexp.viz.cam_panels as panels_module
+from camexp.callbacks.cam_pictures import IOU_COLOURS, box_legend
+from camexp.callbacks.localization import CAMLocalization
+
+
+@pytest.fixture
+def kept_figures(monkeypatch) -> list:
+    """The figures the drawing code closes, kept for inspection."""
+    kept = []
+    for module in (panels_module, localization_module):
+        monkeypatch.setattr(module.plt, "close", kept.append)
+    return kept
+
+
+def test_cam_panel_has_a_colour_bar_and_a_box_legend(tmp_path: Path, kept_figures) -> None:
+    image = np.zeros((20, 30, 3), dtype=np.uint8)
+    cam = np.linspace(0, 1, 600).reshape(20, 30)
+    legend = box_legend(0.25)
+    assert [colour for _, colour in legend] == [colour for _, colour in IOU_COLOURS]
+    assert [label for label, _ in legend] == ["predicted box (tau 0.250): IoU >= 0.7", "0.5 <= IoU < 0.7",
+                                              "0.3 <= IoU < 0.5", "IoU < 0.3"]
+    path = panels_module.draw_cam_panel(tmp_path / "p.png", image, [("GT", cam), ("top1", cam)],
+                                        np.array([[2, 2, 10, 10]]), "title",
+                                        pred_boxes=[[(np.array([1, 1, 9, 9]), "#1e90ff")]] * 2,
+                                        box_legend=legend)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    [figure] = kept_figures
+    assert len(figure.axes) == 4  # image, two maps, the colour bar
+    assert figure.axes[-1].get_ylabel() == "map, min-max normalized"
+    texts = [t.get_text() for t in figure.legends[0].get_texts()]
+    assert texts == ["ground-truth box", *(label for label, _ in legend)]
+
+
+def test_curve_plot_says_when_v1_and_v2_iou50_coincide(tmp_path: Path, kept_figures) -> None:
+    callback = CAMLocalization(str(tmp_path))
+    thresholds = np.arange(0, 1, 0.25)
+    same = np.array([10.0, 50.0, 30.0, 0.0])
+    v2 = {"thresholds": thresholds, "iou_thresholds": [30.0, 50.0, 70.0], "num_images": 4,
+          "accuracy": [same + 10, same, same / 2]}
+
+    class NoLoggers:
+        loggers: list = []
+
+    callback._write_curve("test", same, v2, NoLoggers())
+    callback._write_curve("val", same + 5, v2, NoLoggers())
+    coincide, apart = ([line.get_label() for line in f.axes[0].get_lines()] for f in kept_figures)
+    assert coincide[0] == "MaxBoxAcc_IoU50 (max 50.0 at 0.250), same curve as MaxBoxAccV2_IoU50"
+    assert apart[0] == "MaxBoxAcc_IoU50 (max 55.0 at 0.250)"
+    assert kept_figures[0].axes[0].get_lines()[0].get_linestyle() == "--"
