@@ -32,7 +32,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from camexp.data.metadata import Metadata, MetadataError, read_metadata
-from camexp.errors import UserError
+from camexp.errors import UserError, run_cli
 from camexp.localization.boxes import BoxError, check_boxes, scale_boxes
 from camexp.localization.fast import box_sweep, sweep_pool
 from camexp.localization.maps import (
@@ -388,4 +388,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
