@@ -78,7 +78,7 @@ class OutputFolderError(UserError):
     """The run folder (``hydra.run.dir``) or a file in it cannot be written."""
 
 
-UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT)
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
 
 
 def run_cli(main: Callable[[], None]) -> None:
