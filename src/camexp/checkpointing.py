@@ -237,7 +237,9 @@ class PreemptionCheckpoint(L.Callback):
     Lightning turns SIGTERM into a ``SIGTERMException`` at the next batch boundary of training,
     validation and test (on every DDP rank at once); SIGUSR1, SLURM's usual warning signal, is
     routed to the same handler at the start of every stage (the sanity check included), so it
-    never kills the job with its default action. The checkpoint is written while fitting only
+    never kills the job with its default action. While fitting, a signal during validation
+    takes effect when that validation (and its checkpoints) is done, so the resumed run
+    misses no validation. The checkpoint is written while fitting only
     (with the global RNG states, restored on resume); a signal during the test after training
     needs none, the finished training's ``last.ckpt`` is resumed from (and tested again).
     """
@@ -262,6 +264,34 @@ class PreemptionCheckpoint(L.Callback):
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._route_sigusr1()
+        if trainer.state.fn == "fit":
+            self._hold_signals()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._release_signals()
+
+    def _hold_signals(self) -> None:
+        """While fitting, a signal during validation stops the run once the validation (and
+        its checkpoints) is done: Lightning would stop it mid-way, and a resume from there
+        skips the rest of that validation (its metrics and its epoch's checkpoints)."""
+        self._pending: tuple | None = None
+        self._held = {}
+        for signum in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+            if signum is not None and callable(signal.getsignal(signum)):
+                self._held[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._remember)
+
+    def _remember(self, signum, frame) -> None:
+        self._pending = (signum, frame)
+
+    def _release_signals(self) -> None:
+        held, self._held = getattr(self, "_held", {}), {}
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None and signal.SIGTERM in held:
+            held[signal.SIGTERM](*pending)  # Lightning's: stop at the next batch or epoch end
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._route_sigusr1()
