@@ -113,6 +113,17 @@ def test_check_data_lists_every_line_fault_with_file_and_line(tmp_path: Path) ->
     assert "bounding_boxes.txt, line 3" in str(error.value) and "line 13" in str(error.value)
 
 
+def test_line_faults_are_kept_up_to_a_cap_and_counted(tmp_path: Path, monkeypatch) -> None:
+    import camexp.data.cub as cub_module
+
+    cub = write_cub(tmp_path / "cub")
+    labels = cub / "image_class_labels.txt"
+    labels.write_text(labels.read_text() + "".join(f"{100 + k} 1\n" for k in range(7)))
+    monkeypatch.setattr(cub_module, "MAX_READ_PROBLEMS", 5)
+    problems = read_cub(cub).problems
+    assert len(problems) == 6 and problems[-1].message.startswith("... and 2 more line faults")
+
+
 def test_check_data_cli_lists_them_and_exits_1(tmp_path: Path) -> None:
     cub = write_cub(tmp_path / "cub")
     _replace_line(cub / "bounding_boxes.txt", 3, "3 nan 4.0 20.0 15.0")

@@ -176,9 +176,12 @@ def wandb_logger(
     if context.get("experiment") and context["experiment"] not in tag_list:
         tag_list.append(str(context["experiment"]))
     if "id" not in kwargs and chosen != "disabled":
-        # one W&B run per run folder: a resumed run (or a requeued job) continues it
+        # one W&B run per run folder: a resumed run (or a requeued job) continues it; offline,
+        # each start writes its own offline-run-* folder under that id, and `wandb sync` of
+        # them all uploads them to that one run, in order
         kwargs["id"] = run_id(save_dir)
-        kwargs.setdefault("resume", "allow")
+        if chosen == "online":
+            kwargs.setdefault("resume", "allow")
     if chosen == "offline":
         print(f"camexp: W&B runs offline; upload later with "
               f"`wandb sync {Path(save_dir) / 'wandb'}/offline-run-*`.")

@@ -128,6 +128,10 @@ def text_lines(path: str | Path, error: type[UserError] = DatasetError) -> Itera
             yield number, text
 
 
+# line faults kept in full (a damaged file could have millions); the rest are counted
+MAX_READ_PROBLEMS = 1000
+
+
 @dataclass(frozen=True)
 class ReadProblem:
     """A fault of one line of a dataset's text files, found while reading (kind, message)."""
@@ -273,6 +277,11 @@ def read_cub(root: str | Path) -> CUBRecords:
                 "needs at least one 'image_id x y width height' line.")))
             keep[image_id] = False
 
+    if len(problems) > MAX_READ_PROBLEMS:
+        more = len(problems) - MAX_READ_PROBLEMS
+        problems = [*problems[:MAX_READ_PROBLEMS], ReadProblem("more faults", (
+            f"... and {more} more line faults in {root}'s text files (the first "
+            f"{MAX_READ_PROBLEMS} are listed); the files may be damaged: restore them."))]
     kept = [image_id for image_id in id_to_row if keep[image_id]]
     return CUBRecords(
         root=root,
