@@ -22,9 +22,9 @@ class SignalAtStep(L.Callback):
 
 class SignalInStage(L.Callback):
     """Send ``signum`` to this process at the first batch of ``stage`` (validation or test)
-    in epoch ``epoch`` (validation: not during the sanity check)."""
+    in epoch ``epoch`` (None: any; validation: not during the sanity check)."""
 
-    def __init__(self, stage: str, signum: str, epoch: int = 0) -> None:
+    def __init__(self, stage: str, signum: str, epoch: int | None = None) -> None:
         self.stage = stage
         self.signum = getattr(signal, signum)
         self.epoch = epoch
@@ -32,7 +32,7 @@ class SignalInStage(L.Callback):
 
     def _maybe(self, trainer, stage: str) -> None:
         if (stage == self.stage and not self.sent and not trainer.sanity_checking
-                and trainer.current_epoch == self.epoch):
+                and self.epoch in (None, trainer.current_epoch)):
             self.sent = True
             os.kill(os.getpid(), self.signum)
 

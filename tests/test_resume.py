@@ -214,15 +214,15 @@ def test_second_run_in_a_held_folder_is_refused_and_leaves_it_intact(uninterrupt
     assert not (run_dir / ".camexp.lock").exists()
 
 
-def _signal_in(stage: str, name: str, epoch: int = 1) -> list[str]:
+def _signal_in(stage: str, name: str, epoch: int | None = None) -> list[str]:
     return ["+callbacks.signal._target_=tests.signals.SignalInStage", f"+callbacks.signal.stage={stage}",
-            f"+callbacks.signal.signum={name}", f"+callbacks.signal.epoch={epoch}"]
+            f"+callbacks.signal.signum={name}", *([f"+callbacks.signal.epoch={epoch}"] if epoch is not None else [])]
 
 
 @pytest.mark.slow
 def test_sigusr1_during_validation_saves_requeues_and_resumes(uninterrupted, tmp_path, data_dir) -> None:
     run_dir = tmp_path / "in_validation"
-    stopped = _cli(run_dir, data_dir, *_signal_in("validate", "SIGUSR1"))
+    stopped = _cli(run_dir, data_dir, *_signal_in("validate", "SIGUSR1", epoch=1))
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     assert (run_dir / "checkpoints" / "preempted.ckpt").is_file() and "resume=auto" in stopped.stdout
     # the validation under way was finished (its metrics and checkpoints) before stopping
@@ -241,7 +241,7 @@ def test_sigusr1_during_validation_saves_requeues_and_resumes(uninterrupted, tmp
 @pytest.mark.slow
 def test_sigterm_during_the_test_requeues_and_the_resume_tests_again(uninterrupted, tmp_path, data_dir) -> None:
     run_dir = tmp_path / "in_test"
-    stopped = _cli(run_dir, data_dir, *_signal_in("test", "SIGTERM", epoch=2))
+    stopped = _cli(run_dir, data_dir, *_signal_in("test", "SIGTERM"))
     assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
     assert "stopped during the test; training is complete" in stopped.stdout
     assert not (run_dir / "checkpoints" / "preempted.ckpt").exists()
