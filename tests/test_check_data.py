@@ -127,14 +127,21 @@ def test_run_start_stops_with_the_list_unless_skip(tmp_path: Path, caplog) -> No
     assert report.ok and len(report.skipped) == 1
 
 
-def test_checks_at_run_start_do_not_decode_everything(tmp_path: Path, monkeypatch) -> None:
+def test_checks_at_run_start_sample_train_and_decode_val_and_test_in_full(tmp_path: Path, monkeypatch) -> None:
     root = write_imagenet(tmp_path / "imagenet", per_class=12)
     decoded = []
     import camexp.data.checks as checks
 
     original = checks._decode
     monkeypatch.setattr(checks, "_decode", lambda path: decoded.append(path) or original(path))
-    ImageNetDataModule(str(root), num_classes=3, check_sample=4, **{**SMALL, "val_fraction": 0.5}).check()
+    module = ImageNetDataModule(str(root), num_classes=3, check_sample=4, **{**SMALL, "val_fraction": 0.5})
+    module.check()
+    splits = module.tables.splits
+    assert len(splits["train"]) == 36 and len(decoded) == 4 + len(splits["val"]) + len(splits["test"])
+    assert {str(splits["test"].image_file(r)) for r in range(len(splits["test"]))} <= {str(p) for p in decoded}
+    decoded.clear()
+    ImageNetDataModule(str(root), num_classes=3, check_sample=4, check_eval_splits=False,
+                       **{**SMALL, "val_fraction": 0.5}).check()
     assert len(decoded) <= 3 * 4
 
 

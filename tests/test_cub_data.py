@@ -52,18 +52,22 @@ def test_malformed_line_names_file_and_line(cub_dir: Path) -> None:
     lines = path.read_text().splitlines()
     lines[2] = "3 10.0 eleven 5.0 5.0"
     path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DatasetError, match=r"bounding_boxes.txt, line 3: cannot read"):
-        read_cub(cub_dir)
+    records = read_cub(cub_dir)  # the fault is recorded, the image left out
+    assert [p.kind for p in records.problems] == ["malformed line", "no box"]
+    assert "bounding_boxes.txt, line 3: cannot read '3 10.0 eleven 5.0 5.0'" in records.problems[0].message
+    assert len(records) == 11 and 3 not in records.cub_ids
 
 
 def test_unknown_image_id_and_bad_label_are_reported(cub_dir: Path) -> None:
     labels = cub_dir / "image_class_labels.txt"
     labels.write_text(labels.read_text() + "99 1\n")
-    with pytest.raises(DatasetError, match=r"line 13: image id 99 is not listed in images.txt"):
-        read_cub(cub_dir)
+    problems = read_cub(cub_dir).problems
+    assert len(problems) == 1 and "line 13: image id 99 is not listed in images.txt" in problems[0].message
     labels.write_text(labels.read_text().replace("99 1\n", "").replace("12 3\n", "12 7\n"))
-    with pytest.raises(DatasetError, match=r"image id 12 has class 7, outside 1..3"):
-        read_cub(cub_dir)
+    records = read_cub(cub_dir)  # the label is kept; the checks report it with its line
+    assert not records.problems and records.labels[-1] == 6
+    with pytest.raises(DatasetError, match=r"image_class_labels.txt, line 12: image .* has label 6, outside 0..2"):
+        CUBDataModule(str(cub_dir), num_classes=3, num_workers=0).check()
 
 
 def test_several_boxes_per_image_are_kept(cub_dir: Path) -> None:

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from camexp.data.checks import Report, check_tables
-from camexp.errors import exit_on_user_error
+from camexp.errors import exit_on_user_error, run_cli
 
 
 def check_data(cfg: DictConfig) -> Report:
@@ -34,7 +34,7 @@ def check_data(cfg: DictConfig) -> Report:
     report = check_tables(tables, datamodule.num_classes,
                           sample=None if cfg.get("full") else int(cfg.get("sample", 500)),
                           seed=int(cfg.get("seed", 0)), model_classes=model_classes,
-                          workers=int(cfg.get("workers", 8)))
+                          workers=int(cfg.get("workers", 8)), symlinks=True)
     if getattr(datamodule, "on_bad_image", "error") == "skip":
         report.apply_skip()
     print(report.format(limit=int(cfg.get("limit", 50))))
@@ -49,4 +49,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -5,8 +5,10 @@
 - :class:`PreemptionCheckpoint` turns SLURM's warning signals (SIGTERM, SIGUSR1) into a
   resumable ``checkpoints/preempted.ckpt`` (model, optimizer, scheduler, loops, RNG states,
   position in the epoch) and the run exits with :data:`PREEMPTED_EXIT_CODE`.
-- :func:`find_resume_checkpoint` picks the newest readable checkpoint of a run folder,
-  skipping (with a message) files that are truncated or unreadable.
+- :func:`find_resume_checkpoint` picks the readable checkpoint of a run folder that is furthest
+  in training (by its stored step), skipping (with a message) files that are truncated or
+  unreadable; :func:`check_resume_compatible` refuses one of another network.
+- :func:`exit_preempted` ends a run stopped by a signal in any stage: requeue, status 75.
 """
 
 from __future__ import annotations
@@ -50,34 +52,128 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
+def _load(path: Path) -> dict:
+    """The checkpoint dict, tensors memory-mapped (nothing is read until used)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as error:
+        if "mmap" not in str(error):
+            raise
+        return torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+
+
+def _problem(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def readable_checkpoint(path: Path) -> str | None:
     """None if ``path`` loads safely as a checkpoint dict, else why it does not."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _load(path)
     except Exception as error:
-        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return _problem(error)
     if not isinstance(state, dict) or "state_dict" not in state:
         return "it holds no 'state_dict'"
     return None
 
 
-def find_resume_checkpoint(checkpoint_dir: str | Path) -> Path | None:
-    """The newest readable ``*.ckpt`` of ``checkpoint_dir`` (None if there is none).
+# on equal progress (the end-of-epoch checkpoints of one epoch), prefer these names
+NAME_RANK = {"preempted.ckpt": 2, "last.ckpt": 1}
 
-    Newest by modification time, so a preemption checkpoint written after ``last.ckpt`` wins.
-    Unreadable files (a truncated copy, a foreign pickle) are reported and skipped.
+
+def checkpoint_progress(path: Path) -> tuple[int, int] | str:
+    """``(global_step, epoch)`` stored in the checkpoint, or why it cannot be read."""
+    try:
+        state = _load(path)
+    except Exception as error:
+        return _problem(error)
+    if not isinstance(state, dict) or "state_dict" not in state:
+        return "it holds no 'state_dict'"
+    return int(state.get("global_step", -1)), int(state.get("epoch", -1))
+
+
+def find_resume_checkpoint(checkpoint_dir: str | Path) -> Path | None:
+    """The readable ``*.ckpt`` of ``checkpoint_dir`` furthest in training (None if none).
+
+    Furthest by the global step (then the epoch) stored in each file, not by file time: a copy
+    of the run folder (``cp -r``, rsync without ``-t``) gives every file a new time. At equal
+    progress ``preempted.ckpt`` wins over ``last.ckpt`` over ``epoch_NNN.ckpt``. Unreadable
+    files (a truncated copy, a foreign pickle) are reported and skipped.
     """
     folder = Path(checkpoint_dir)
-    candidates = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
-    for candidate in candidates:
-        problem = readable_checkpoint(candidate)
-        if problem is None:
-            return candidate
-        say(
-            f"camexp: skipping checkpoint {candidate}: cannot be read ({problem}); trying an "
-            "older one. Delete the file if it is truncated."
+    best: tuple[tuple, Path] | None = None
+    for candidate in sorted(folder.glob("*.ckpt")):
+        progress = checkpoint_progress(candidate)
+        if isinstance(progress, str):
+            say(
+                f"camexp: skipping checkpoint {candidate}: cannot be read ({progress}). Delete "
+                "the file if it is truncated."
+            )
+            continue
+        key = (*progress, NAME_RANK.get(candidate.name, 0), candidate.stat().st_mtime_ns)
+        if best is None or key > best[0]:
+            best = (key, candidate)
+    return None if best is None else best[1]
+
+
+def checkpoint_hyperparameters(path: str | Path) -> dict[str, Any]:
+    """The ``hyper_parameters`` the LightningModule saved in the checkpoint ({} if none)."""
+    state = _load(Path(path))
+    found = state.get("hyper_parameters") if isinstance(state, dict) else None
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for key, value in tree.items():
+            out.update(_flat(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+# set once when the network is built, not part of what was trained
+INIT_ONLY = ("pretrained", "weights_path")
+
+
+def check_resume_compatible(path: str | Path, model: L.LightningModule) -> None:
+    """Refuse to resume ``model`` from a checkpoint of another network, naming what differs.
+
+    The checkpoint's weights must have the configured network's names and shapes. When they do
+    not, the message lists the stored hyper-parameters that differ from the configured model
+    (``model.<key>``: checkpoint value vs configured value). Other differences (the learning
+    rate, say) are printed: resuming restores the checkpoint's optimizer state anyway.
+    """
+    path = Path(path)
+    state = _load(path)
+    stored = _flat(checkpoint_hyperparameters(path))
+    configured = _flat(dict(getattr(model, "hparams", {}) or {}))
+    differ = [key for key in sorted(set(stored) | set(configured))
+              if key.split(".")[0] not in INIT_ONLY and stored.get(key, "<unset>")
+              != configured.get(key, "<unset>")]
+    described = "; ".join(f"model.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
+                          f"{configured.get(key, '<unset>')!r} configured" for key in differ[:12])
+    theirs = {k: tuple(v.shape) for k, v in state.get("state_dict", {}).items()
+              if hasattr(v, "shape")}
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if theirs != ours:
+        missing = sorted(set(ours) - set(theirs))
+        unexpected = sorted(set(theirs) - set(ours))
+        shapes = sorted(k for k in set(ours) & set(theirs) if ours[k] != theirs[k])
+        weights = "; ".join(part for part in (
+            f"{len(shapes)} tensor(s) of other shapes, e.g. {shapes[0]} {theirs[shapes[0]]} vs "
+            f"{ours[shapes[0]]}" if shapes else "",
+            f"{len(missing)} missing, e.g. {missing[0]}" if missing else "",
+            f"{len(unexpected)} unexpected, e.g. {unexpected[0]}" if unexpected else "") if part)
+        raise UserError(
+            f"{path} was trained with another model config, so it cannot be resumed with this "
+            f"one. What differs: {described or 'no stored hyper-parameter'} ({weights}). Resume "
+            "with the checkpoint's settings (the same model=... and overrides as the run that "
+            "wrote it), or start afresh in another folder (hydra.run.dir=...)."
         )
-    return None
+    if differ:
+        say(f"camexp: resuming from {path}, whose stored settings differ: {described}. The "
+              "checkpoint's optimizer and scheduler states are restored.")
 
 
 def resolve_resume(resume: str | None, ckpt_path: str | None, checkpoint_dir: Path) -> str | None:
@@ -89,7 +185,7 @@ def resolve_resume(resume: str | None, ckpt_path: str | None, checkpoint_dir: Pa
         if problem:
             raise UserError(
                 f"ckpt_path={path} cannot be resumed from: {problem}. Pass a complete .ckpt "
-                "written by camexp.train, or resume=auto to take the newest readable one of the run."
+                "written by camexp.train, or resume=auto to take the readable one of the run furthest in training."
             )
         return str(path)
     if resume in (None, "", "never"):
@@ -102,6 +198,18 @@ def resolve_resume(resume: str | None, ckpt_path: str | None, checkpoint_dir: Pa
         return None
     say(f"camexp: resuming from {found}")
     return str(found)
+
+
+def exit_preempted(trainer: L.Trainer, what: str) -> None:
+    """A signal stopped the run (``what``: what was saved): say how to go on, requeue the SLURM
+    job, exit with :data:`PREEMPTED_EXIT_CODE`."""
+    if trainer.is_global_zero:
+        say(f"camexp: preempted; {what}. Re-run the same command with resume=auto (and "
+              "hydra.run.dir=<this run folder>).")
+        requeued = requeue_slurm_job()
+        if requeued:
+            say(f"camexp: {requeued}")
+    raise SystemExit(PREEMPTED_EXIT_CODE) from None
 
 
 def requeue_slurm_job() -> str | None:
@@ -125,26 +233,72 @@ def requeue_slurm_job() -> str | None:
 
 
 class PreemptionCheckpoint(L.Callback):
-    """On SIGTERM or SIGUSR1, save ``<dirpath>/preempted.ckpt`` and stop training.
+    """On SIGTERM or SIGUSR1, save ``<dirpath>/preempted.ckpt`` and stop, in every stage.
 
-    Lightning turns SIGTERM into a ``SIGTERMException`` at the next batch boundary (on every
-    DDP rank at once); SIGUSR1, SLURM's usual warning signal, is routed to the same handler.
-    The checkpoint carries the global RNG states too, restored on resume.
+    Lightning turns SIGTERM into a ``SIGTERMException`` at the next batch boundary of training,
+    validation and test (on every DDP rank at once); SIGUSR1, SLURM's usual warning signal, is
+    routed to the same handler at the start of every stage (the sanity check included), so it
+    never kills the job with its default action. While fitting, a signal during validation
+    takes effect when that validation (and its checkpoints) is done, so the resumed run
+    misses no validation. The checkpoint is written while fitting only
+    (with the global RNG states, restored on resume); a signal during the test after training
+    needs none, the finished training's ``last.ckpt`` is resumed from (and tested again).
     """
 
     def __init__(self, dirpath: str, filename: str = "preempted.ckpt") -> None:
         self.path = Path(dirpath) / filename
         self.preempted = False
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Lightning installs its SIGTERM handler after on_fit_start; route SIGUSR1 to it here.
-        self.preempted = False
+    @staticmethod
+    def _route_sigusr1() -> None:
+        # Lightning installs its SIGTERM handler when a stage starts (after setup)
         sigterm = signal.getsignal(signal.SIGTERM)
         if callable(sigterm) and hasattr(signal, "SIGUSR1"):
             signal.signal(signal.SIGUSR1, sigterm)
 
+    def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._route_sigusr1()
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.preempted = False
+        self._route_sigusr1()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._route_sigusr1()
+        if trainer.state.fn == "fit":
+            self._hold_signals()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit":
+            self._release_signals()
+
+    def _hold_signals(self) -> None:
+        """While fitting, a signal during validation stops the run once the validation (and
+        its checkpoints) is done: Lightning would stop it mid-way, and a resume from there
+        skips the rest of that validation (its metrics and its epoch's checkpoints)."""
+        self._pending: tuple | None = None
+        self._held = {}
+        for signum in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+            if signum is not None and callable(signal.getsignal(signum)):
+                self._held[signum] = signal.getsignal(signum)
+                signal.signal(signum, self._remember)
+
+    def _remember(self, signum, frame) -> None:
+        self._pending = (signum, frame)
+
+    def _release_signals(self) -> None:
+        held, self._held = getattr(self, "_held", {}), {}
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None and signal.SIGTERM in held:
+            held[signal.SIGTERM](*pending)  # Lightning's: stop at the next batch or epoch end
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._route_sigusr1()
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception) -> None:
-        if isinstance(exception, SIGTERMException):
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
             trainer.save_checkpoint(self.path)
             self.preempted = True
 

@@ -56,6 +56,10 @@ def validate(cfg: DictConfig) -> None:
         _check_choice("data.split", data.get("split", "official"), ("official", "wsol"))
         _check_choice("data.on_bad_image", data.get("on_bad_image", "error"), ("error", "skip"))
         _check_choice("data.train_on", data.get("train_on", "train"), ("train", "val"))
+        if data.get("eval_batch_size") is not None:
+            _check_positive("data.eval_batch_size", data.get("eval_batch_size"))
+        _check_crop(data)
+    check_added_keys(cfg)
 
 
 def _check_method(method: DictConfig, arch: str) -> None:
@@ -73,6 +77,94 @@ def _check_method(method: DictConfig, arch: str) -> None:
             f"method: cannot build {method.get('_target_')!r}: {error.__cause__ or error}. "
             "Check method._target_ (a camexp.methods.Method class) and its settings."
         ) from None
+
+
+def _check_crop(data: DictConfig) -> None:
+    crop, resize = data.get("crop_size"), data.get("resize_size")
+    if crop is None or resize is None:
+        return
+    _check_positive("data.crop_size", crop)
+    sizes = [resize] if isinstance(resize, int) else list(resize)
+    if crop > min(sizes):
+        raise ConfigError(
+            f"data.crop_size={crop} is larger than data.resize_size={sizes}: the training crop "
+            f"must fit inside the resized image. Use data.crop_size<={min(sizes)} or a larger "
+            "data.resize_size."
+        )
+
+
+# top-level keys that a camexp tool reads although no config declares them
+READ_BY_NAME = {"paper_preset"}
+# groups whose new entries are instantiated (a new callback or logger)
+OPEN_GROUPS = ("callbacks", "logger", "hydra")
+
+
+def _accepted_arguments(target: str) -> set[str] | None:
+    """Keyword arguments that ``target`` (a class or function path) accepts; None: any."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    try:
+        obj = get_object(target)
+    except Exception:
+        return None
+    names: set[str] = set()
+    for owner in (obj.__mro__ if inspect.isclass(obj) else (obj,)):
+        function = owner.__init__ if inspect.isclass(obj) else owner
+        if inspect.isclass(obj) and "__init__" not in vars(owner):
+            continue
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        names |= {p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            return names
+        if not inspect.isclass(obj):
+            return None
+    return None
+
+
+def check_added_keys(cfg: DictConfig) -> None:
+    """``+group.key=value`` overrides that nothing reads: an error where the group's
+    constructor would refuse the key (a traceback otherwise), a warning elsewhere; both name
+    the keys the group has."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return
+    try:
+        overrides = list(HydraConfig.get().overrides.task)
+        groups = set(HydraConfig.get().runtime.choices)
+    except Exception:
+        return
+    for override in overrides:
+        if not override.startswith("+") or override.startswith("++") or "=" not in override:
+            continue
+        key = override[1:].split("=", 1)[0].split("@", 1)[0]
+        parts = key.split(".")
+        if parts[0] in OPEN_GROUPS or key in groups or (len(parts) == 1 and key in READ_BY_NAME):
+            continue
+        parent_key = ".".join(parts[:-1])
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if not isinstance(parent, DictConfig):
+            continue
+        known = sorted(str(k) for k in parent if k != parts[-1] and not str(k).startswith("_"))
+        where = parent_key or "the top level"
+        target = parent.get("_target_") if parent_key else None
+        accepted = _accepted_arguments(target) if isinstance(target, str) else set()
+        if accepted is not None and target is not None and parts[-1] not in accepted:
+            raise ConfigError(
+                f"{override}: {where} has no key {parts[-1]!r}, and {target} does not take one. "
+                f"{where} has: {', '.join(known)}. Fix the key's name (and drop the '+', which "
+                "adds a new key)."
+            )
+        if accepted is None or (target is not None and parts[-1] in accepted):
+            continue
+        print(f"camexp: warning: {override} adds the key {key!r}, which nothing reads. "
+              f"{where} has: {', '.join(known)}. Fix the key's name (and drop the '+').")
 
 
 def _check_fraction(key: str, value, low_open: bool, high_open: bool) -> None:

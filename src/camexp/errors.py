@@ -1,11 +1,17 @@
 """User-facing errors: what went wrong, where (file, line, key), and how to fix it.
 
 Entry points catch :class:`UserError` and print its message as one paragraph, without a
-traceback, and exit with status 2; anything else is a bug and keeps its traceback.
+traceback, and exit with status 2; anything else is a bug and keeps its traceback. A
+UserError raised inside a constructor that Hydra's ``instantiate`` calls (a WeightsError of
+the model, a DatasetError of the DataModule) arrives wrapped in Hydra's
+``InstantiationException``, and one raised in a DataLoader worker arrives with the worker's
+traceback in its message: both are unwrapped to the original paragraph.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from collections.abc import Callable
 from typing import TypeVar
@@ -17,15 +23,103 @@ class UserError(Exception):
     """Bad input from the user: a config value, a dataset on disk, a weights file."""
 
 
+def user_error_in(error: BaseException) -> UserError | None:
+    """The UserError that ``error`` is or wraps (Hydra's InstantiationException chains the
+    constructor's exception as ``__cause__``), else None."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def user_message(error: UserError) -> str:
+    """The error's paragraph, without a DataLoader worker's traceback.
+
+    torch re-raises a worker's exception as ``type(error)("Caught X in DataLoader worker
+    process N.\\nOriginal Traceback ...\\n<module>.X: <message>")``; the message is the last part.
+    """
+    text = str(error)
+    if "Original Traceback" in text:
+        marker = f"{type(error).__name__}: "
+        position = text.rfind(marker)
+        if position >= 0:
+            text = text[position + len(marker):]
+    return " ".join(text.split())
+
+
+def print_user_error(error: UserError) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, soft_wrap=True).print(
+        f"[bold red]camexp: {type(error).__name__}[/]: {escape(user_message(error))}",
+        highlight=False,
+    )
+
+
 def exit_on_user_error(function: Callable[[], T]) -> T:
-    """Run ``function``; on a :class:`UserError`, print it as one paragraph and exit 2."""
+    """Run ``function``; on a :class:`UserError` (or one wrapped by Hydra's instantiate),
+    print it as one paragraph and exit 2."""
     try:
         return function()
-    except UserError as error:
-        from rich.console import Console
-        from rich.markup import escape
-
-        Console(stderr=True, soft_wrap=True).print(
-            f"[bold red]camexp: {type(error).__name__}[/]: {escape(str(error))}", highlight=False
-        )
+    except Exception as error:
+        found = user_error_in(error)
+        if found is None:
+            raise
+        print_user_error(found)
         sys.exit(2)
+
+
+class OutputFolderError(UserError):
+    """The run folder (``hydra.run.dir``) or a file in it cannot be written."""
+
+
+UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
+
+
+def run_cli(main: Callable[[], None]) -> None:
+    """Run a ``@hydra.main`` entry point so that an output folder that cannot be written is
+    one paragraph (exit 2), not Hydra's traceback.
+
+    Hydra creates the run folder and writes ``.hydra/`` before the task runs, and reports a
+    failure there with a traceback; with ``HYDRA_FULL_ERROR=1`` it re-raises instead, and here
+    Hydra's own mistakes (an unknown override, a missing config) are still printed as Hydra
+    prints them, in one line and exit 1.
+    """
+    from hydra.errors import CompactHydraException
+
+    full_error = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except CompactHydraException as error:
+        if full_error == "1":
+            raise
+        sys.stderr.write(f"{error}\n")
+        if error.__cause__ is not None:
+            sys.stderr.write(f"{error.__cause__}\n")
+        sys.exit(1)
+    except OSError as error:
+        if error.errno not in UNWRITABLE:
+            raise
+        print_user_error(OutputFolderError(
+            f"cannot write {error.filename or 'the run folder'} ({os.strerror(error.errno)}). "
+            "Point the run at a folder you can write: hydra.run.dir=/path/to/run (or "
+            "paths.log_dir=/path/to/outputs, or hydra.sweep.dir= for a multirun), or free space "
+            "on that disk."))
+        sys.exit(2)
+    except Exception as error:
+        found = user_error_in(error)
+        if found is None:
+            raise
+        print_user_error(found)
+        sys.exit(2)
+    finally:
+        if full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = full_error

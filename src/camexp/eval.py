@@ -7,10 +7,11 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from camexp.errors import UserError, exit_on_user_error
+from camexp.errors import UserError, exit_on_user_error, run_cli
 from camexp.module import CAMClassifier
-from camexp.run import build_trainer, finish_run, one_job, prepare_data
+from camexp.run import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
 from camexp.run_settings import apply_training_settings
+from camexp.runfolder import RunFolder
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -44,15 +45,22 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "trained on (data=...)."
         )
     trainer = build_trainer(cfg)
-    trainer.test(model, datamodule=datamodule)
+    test_or_exit_preempted(trainer, model, datamodule)
     return finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     with one_job():
-        exit_on_user_error(lambda: evaluate(cfg))
+        exit_on_user_error(lambda: _locked(cfg))
+
+
+def _locked(cfg: DictConfig) -> dict[str, float]:
+    """``evaluate`` holding the run folder's lock (one run per folder)."""
+    with RunFolder(cfg.paths.output_dir) as folder:
+        folder.started()
+        return evaluate(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -8,7 +8,11 @@ Score maps are ``.npy`` files, one per image id, at ``maps_dir/<image_id>.npy`` 
 the relative path of ``image_ids.txt``, e.g.
 ``maps_dir/001.Black_footed_Albatross/Black_Footed_Albatross_0046_18.jpg.npy``): 2-D, any size,
 values in ``[0, 1]``. Each map is resized to ``image_size`` (bicubic) and min-max normalized.
-Ground-truth boxes are scaled from ``image_sizes.txt`` to ``image_size`` and floored.
+Ground-truth boxes are scaled from ``image_sizes.txt`` to ``image_size`` and floored (when
+that file is empty, as the field ships some, the sizes are read from the headers of the images
+under ``image_root``; PxAP needs no sizes). Image ids and mask paths must stay inside their
+folders (no ``..``, not absolute). ``.npy`` files not named by the split are counted
+(``extra_maps``), not read.
 
 The result JSON holds ``MaxBoxAcc`` (V1), ``MaxBoxAccV2`` and ``MaxBoxAccV2_IoU<t>`` per IoU
 threshold, the best thresholds, ``num_images``, and ``PxAP`` when ``localization.txt`` lists masks
@@ -32,7 +36,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from camexp.data.metadata import Metadata, MetadataError, read_metadata
-from camexp.errors import UserError
+from camexp.errors import UserError, run_cli
 from camexp.localization.boxes import BoxError, check_boxes, scale_boxes
 from camexp.localization.fast import box_sweep, sweep_pool
 from camexp.localization.maps import (
@@ -98,9 +102,10 @@ def load_score_map(maps_dir: str | Path, image_id: str) -> np.ndarray:
         )
     try:
         arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:
+        what = "the file is empty" if isinstance(err, EOFError) else str(err)
         raise EvalMapsError(
-            f"image id {image_id!r}: cannot read {path} as a numpy array ({err}). Save it with "
+            f"image id {image_id!r}: cannot read {path} as a numpy array ({what}). Save it with "
             "numpy.save(path, map) where map is a 2-D float array."
         ) from None
     check_score_map(arr, where=f"image id {image_id!r} (file {path})", unit_range=True)
@@ -155,14 +160,61 @@ def _parallel_map(func: Callable[[T], R], items: Sequence[T], workers: int) -> I
         yield from pool.map(func, items, chunksize=16)
 
 
-def _gt_boxes_at_size(meta: Metadata, image_id: str, size: tuple[int, int]) -> np.ndarray:
-    if meta.image_sizes is None:
+def header_sizes(meta: Metadata, image_root: str | Path | None) -> dict[str, tuple[int, int]]:
+    """Image sizes of the split from the image files' headers (no decoding), for metadata
+    whose ``image_sizes.txt`` is absent or empty (as the field publishes some)."""
+    from PIL import Image
+
+    if image_root is None:
         raise EvalMapsError(
-            f"{meta.folder}: image_sizes.txt is missing, but boxes must be scaled from the "
-            f"original image size to {size}. Add image_sizes.txt (path,w,h per line)."
+            f"{meta.folder}: image_sizes.txt is missing or empty, but boxes must be scaled from "
+            "the original image size. Pass image_root=<folder the image ids are relative to> "
+            "to read the sizes from the images' headers, or add image_sizes.txt (path,w,h)."
         )
+    root = Path(image_root).expanduser()
+    sizes: dict[str, tuple[int, int]] = {}
+    for image_id in meta.image_ids:
+        path = root / image_id
+        try:
+            with Image.open(path) as image:
+                sizes[image_id] = image.size
+        except (OSError, ValueError) as err:
+            raise EvalMapsError(
+                f"image id {image_id!r}: cannot read the size of {path} ({err}); image_sizes.txt "
+                f"of {meta.folder} is empty. Fix image_root, or restore the image."
+            ) from None
+    return sizes
+
+
+def check_paths_inside(meta: Metadata) -> None:
+    """Image ids and mask paths must stay inside maps_dir / mask_root (no '..', not absolute),
+    the rule of the dataset readers."""
+    from camexp.data.cub import check_inside, text_lines
+
+    ids_file = meta.folder / "image_ids.txt"
+    try:
+        for number, text in text_lines(ids_file, EvalMapsError):
+            if text.strip():
+                check_inside(text.strip(), f"{ids_file}, line {number}")
+        for image_id, paths in (meta.mask_paths or {}).items():
+            ignore = (meta.ignore_paths or {}).get(image_id)
+            for path in [*paths, *([ignore] if ignore else [])]:
+                check_inside(path, f"{meta.folder / 'localization.txt'} (image {image_id!r})")
+    except UserError as err:
+        raise EvalMapsError(str(err)) from None
+
+
+def extra_maps(maps_dir: Path, image_ids: Sequence[str]) -> int:
+    """``.npy`` files under ``maps_dir`` that no image id of the split names."""
+    wanted = {f"{image_id}.npy" for image_id in image_ids}
+    return sum(1 for path in maps_dir.rglob("*.npy")
+               if path.relative_to(maps_dir).as_posix() not in wanted)
+
+
+def _gt_boxes_at_size(meta: Metadata, image_id: str, size: tuple[int, int],
+                      sizes: dict[str, tuple[int, int]]) -> np.ndarray:
     boxes = meta.boxes[image_id]  # type: ignore[index]
-    scaled = scale_boxes(boxes, meta.image_sizes[image_id], size)
+    scaled = scale_boxes(boxes, sizes[image_id], size)
     height, width = size
     where = f"image id {image_id!r} ({meta.folder / 'localization.txt'}, scaled to {size})"
     return check_boxes(scaled, width=width, height=height, where=where).astype(np.int64)
@@ -191,12 +243,14 @@ def _evaluate_boxes(
     iou_thresholds: list[float],
     multi_contour: bool,
     workers: int,
+    image_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """MaxBoxAcc (V1, IoU 50) and MaxBoxAccV2 over the split, one sweep per map."""
     sweep_ious = sorted(set(iou_thresholds) | {50.0})
     rows_v2 = [sweep_ious.index(t) for t in iou_thresholds]
     row_v1 = sweep_ious.index(50.0)
-    jobs = [(image_id, _gt_boxes_at_size(meta, image_id, size)) for image_id in meta.image_ids]
+    sizes = meta.image_sizes if meta.image_sizes is not None else header_sizes(meta, image_root)
+    jobs = [(image_id, _gt_boxes_at_size(meta, image_id, size, sizes)) for image_id in meta.image_ids]
     run_one = partial(
         _box_job,
         maps_dir=maps_dir,
@@ -263,6 +317,7 @@ def evaluate_maps(
     image_size: int | Sequence[int] = 224,
     mask_root: str | Path | None = None,
     workers: int = 1,
+    image_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate the maps of one split.
 
@@ -276,6 +331,8 @@ def evaluate_maps(
         image_size: evaluation size, int or ``(H, W)``.
         mask_root: folder the mask paths are relative to (mask metadata only).
         workers: processes over images (1 = inline; a pool costs a few seconds to start).
+        image_root: folder of the images, read for their sizes (headers only) when
+            ``image_sizes.txt`` is absent or empty and boxes must be scaled.
 
     Returns:
         JSON-ready dict: the metrics (see the module docstring) plus ``num_images``, ``split``,
@@ -289,6 +346,7 @@ def evaluate_maps(
     if not maps_path.is_dir():
         raise EvalMapsError(f"maps_dir {maps_path} is not a folder; point it at the saved maps.")
     meta = read_metadata(metadata_dir, split)
+    check_paths_inside(meta)
     try:
         size = as_size(image_size)
         thresholds = cam_thresholds(cam_curve_interval)
@@ -300,7 +358,8 @@ def evaluate_maps(
     result: dict[str, Any] = {}
     if meta.has_boxes:
         result.update(
-            _evaluate_boxes(meta, maps_path, size, thresholds, ious, multi_contour, workers)
+            _evaluate_boxes(meta, maps_path, size, thresholds, ious, multi_contour, workers,
+                            image_root)
         )
     if meta.has_masks:
         if mask_root is None:
@@ -321,6 +380,7 @@ def evaluate_maps(
     result.update(
         {
             "num_images": len(meta.image_ids),
+            "extra_maps": extra_maps(maps_path, meta.image_ids),
             "split": split,
             "metadata_dir": str(meta.folder),
             "maps_dir": str(maps_path),
@@ -362,6 +422,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         image_size=size,
         mask_root=cfg.get("mask_root"),
         workers=int(cfg.get("workers", 1)),
+        image_root=cfg.get("image_root"),
     )
     output = cfg.get("output")
     if output:
@@ -373,7 +434,11 @@ def _report(result: dict[str, Any]) -> str:
     keys = [k for k in result if k.startswith(("MaxBoxAcc", "PxAP")) and "tau" not in k]
     parts = [f"{k}={result[k]:.2f}" for k in keys]
     where = result.get("output", "(not written)")
-    return f"eval_maps: {result['num_images']} images: " + ", ".join(parts) + f" -> {where}"
+    extra = result.get("extra_maps", 0)
+    unused = (f" ({extra} .npy file(s) under maps_dir are not in the split and were not read)"
+              if extra else "")
+    return (f"eval_maps: {result['num_images']} images: " + ", ".join(parts) + f" -> {where}"
+            + unused)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval_maps")
@@ -388,4 +453,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -9,7 +9,12 @@
 - writes W&B's files under the run folder (``<run>/wandb/``);
 - groups the jobs of a Hydra sweep together (group ``<job name>-<sweep folder name>``), names
   each run after its experiment preset and job number, tags it with the preset's ``tags``;
-- logs the composed config (model, data, localization, trainer, seed, paper numbers).
+- logs the composed config (model, data, localization, trainer, seed, paper numbers);
+- keeps one W&B run per run folder: the id is stored in ``<run>/wandb/camexp-run-id`` and a
+  resumed run continues it (``resume="allow"``).
+
+:func:`resumable_csv_logger` is Lightning's CSV logger appending to the run's ``metrics.csv``
+(Lightning's deletes it when it starts, so a resume lost the earlier epochs' curves).
 """
 
 from __future__ import annotations
@@ -118,6 +123,26 @@ def _plain(value: Any) -> Any:
     return value
 
 
+RUN_ID_FILE = "camexp-run-id"
+
+
+def run_id(save_dir: str | Path) -> str:
+    """The W&B run id of this run folder (``<save_dir>/wandb/camexp-run-id``), made on first use."""
+    import secrets
+
+    path = Path(save_dir) / "wandb" / RUN_ID_FILE
+    try:
+        found = path.read_text(encoding="utf-8").strip()
+    except OSError:
+        found = ""
+    if found:
+        return found
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = secrets.token_hex(4)
+    path.write_text(new + "\n", encoding="utf-8")
+    return new
+
+
 def wandb_logger(
     save_dir: str,
     project: str = "camexp",
@@ -152,6 +177,13 @@ def wandb_logger(
     tag_list = [str(tag) for tag in (_plain(tags) or [])]
     if context.get("experiment") and context["experiment"] not in tag_list:
         tag_list.append(str(context["experiment"]))
+    if "id" not in kwargs and chosen != "disabled":
+        # one W&B run per run folder: a resumed run (or a requeued job) continues it; offline,
+        # each start writes its own offline-run-* folder under that id, and `wandb sync` of
+        # them all uploads them to that one run, in order
+        kwargs["id"] = run_id(save_dir)
+        if chosen == "online":
+            kwargs.setdefault("resume", "allow")
     if chosen == "offline":
         say(f"camexp: W&B runs offline; upload later with "
               f"`wandb sync {Path(save_dir) / 'wandb'}/offline-run-*`.")
@@ -166,3 +198,75 @@ def wandb_logger(
         log_model=log_model if chosen == "online" else False,
         **{key: _plain(value) for key, value in kwargs.items()},
     )
+
+
+# -- logs that survive a resume ------------------------------------------------------------------
+
+
+def _csv_writer_class():
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    class AppendingExperimentWriter(ExperimentWriter):
+        """Lightning's CSV writer deletes ``metrics.csv`` when it starts; this one keeps it and
+        its header, and appends (a resumed run adds its rows to those of the earlier epochs)."""
+
+        def _check_log_dir_exists(self) -> None:
+            import csv
+
+            if os.path.isfile(self.metrics_file_path):
+                with open(self.metrics_file_path, newline="", encoding="utf-8") as file:
+                    header = next(csv.reader(file), [])
+                self.metrics_keys = sorted(set(header))
+
+    return AppendingExperimentWriter
+
+
+def resumable_csv_logger(save_dir: str, name: str = "csv", version: str | int | None = "", **kwargs):
+    """Lightning's ``CSVLogger`` that appends to an existing ``<save_dir>/<name>/metrics.csv``
+    instead of deleting it (``conf/logger/csv.yaml``)."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    class ResumableCSVLogger(CSVLogger):
+        @property
+        def experiment(self):
+            if self._experiment is None:
+                self._fs.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = _csv_writer_class()(log_dir=self.log_dir)
+            return self._experiment
+
+    return ResumableCSVLogger(save_dir=save_dir, name=name, version=version, **kwargs)
+
+
+def trim_csv_log(path: str | Path, checkpoint: str | Path) -> int:
+    """Before resuming from ``checkpoint``, drop the rows of ``metrics.csv`` logged after it
+    (they are logged again): rows of a later epoch, or of its epoch at a later step. Returns
+    the number of rows dropped."""
+    import csv
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    epoch, step = int(state.get("epoch", -1)), int(state.get("global_step", -1))
+    with path.open(newline="", encoding="utf-8") as file:
+        reader = csv.DictReader(file)
+        fields, rows = reader.fieldnames or [], list(reader)
+
+    def later(row: dict) -> bool:
+        try:
+            row_epoch, row_step = int(float(row.get("epoch") or -1)), int(float(row.get("step") or -1))
+        except ValueError:
+            return False
+        return row_epoch > epoch or (row_epoch == epoch and row_step > step)
+
+    kept = [row for row in rows if not later(row)]
+    if len(kept) != len(rows):
+        temporary = path.with_name(f".{path.name}.tmp")
+        with temporary.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
+        os.replace(temporary, path)
+    return len(rows) - len(kept)

@@ -128,3 +128,16 @@ def finish_run(trainer: L.Trainer, metrics: dict, output_dir: str | Path) -> dic
             say(f"camexp: WARNING: {warning}", logging.WARNING)
         say(f"Run folder: {output_dir.resolve()}")
     return numbers
+
+
+def test_or_exit_preempted(trainer: L.Trainer, model: L.LightningModule,
+                           datamodule: L.LightningDataModule) -> None:
+    """``trainer.test``; a SIGTERM/SIGUSR1 during it requeues the SLURM job and exits 75."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from camexp.checkpointing import exit_preempted
+
+    try:
+        trainer.test(model, datamodule=datamodule)
+    except SIGTERMException:
+        exit_preempted(trainer, "stopped during the test, nothing to save")

@@ -9,43 +9,53 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from camexp.checkpointing import PREEMPTED_EXIT_CODE, requeue_slurm_job, resolve_resume
-from camexp.errors import exit_on_user_error
-from camexp.messages import say
+from camexp.checkpointing import check_resume_compatible, exit_preempted, resolve_resume
+from camexp.errors import exit_on_user_error, run_cli
+from camexp.loggers import trim_csv_log
 from camexp.run import build_trainer, finish_run, one_job, prepare_data
 from camexp.run_settings import RunSettings
+from camexp.runfolder import RunFolder
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit (unless ``train=false``) then test the best checkpoint; returns all final metrics.
 
-    ``resume=auto`` continues from the newest readable checkpoint of the run folder,
-    ``ckpt_path=`` from a given one. A SIGTERM/SIGUSR1 (preemption) saves
-    ``checkpoints/preempted.ckpt`` and exits with status 75 (``SystemExit``).
+    ``resume=auto`` continues from the checkpoint of the run folder furthest in training,
+    ``ckpt_path=`` from a given one. A SIGTERM/SIGUSR1 (preemption) in any stage exits with
+    status 75 (``SystemExit``), after saving ``checkpoints/preempted.ckpt`` while fitting.
+    The run folder is locked for the run (:class:`camexp.runfolder.RunFolder`).
     """
+    with RunFolder(cfg.paths.output_dir) as folder:
+        return _train(cfg, folder)
+
+
+def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
     datamodule = prepare_data(cfg)
     model = instantiate(cfg.model, _convert_="all")
     trainer = build_trainer(cfg)
     trainer.callbacks.append(RunSettings.from_config(cfg))  # what eval reuses
+    checkpoint_dir = Path(cfg.paths.output_dir) / "checkpoints"
 
-    if cfg.get("train", True):
-        checkpoint_dir = Path(cfg.paths.output_dir) / "checkpoints"
-        resume_from = resolve_resume(cfg.get("resume"), cfg.get("ckpt_path"), checkpoint_dir)
-        try:
+    try:
+        if cfg.get("train", True):
+            resume_from = resolve_resume(cfg.get("resume"), cfg.get("ckpt_path"), checkpoint_dir)
+            if resume_from:
+                check_resume_compatible(resume_from, model)
+                if trainer.is_global_zero:
+                    trim_csv_log(Path(cfg.paths.output_dir) / "csv" / "metrics.csv", resume_from)
+            folder.started()
             trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from)
-        except SIGTERMException:
-            if trainer.is_global_zero:
-                say(f"camexp: preempted; saved {checkpoint_dir / 'preempted.ckpt'}. Re-run the "
-                    "same command with resume=auto (and hydra.run.dir=<this run folder>).")
-                requeued = requeue_slurm_job()
-                if requeued:
-                    say(f"camexp: {requeued}")
-            raise SystemExit(PREEMPTED_EXIT_CODE) from None
-    metrics = dict(trainer.callback_metrics)
-    if cfg.get("test", True):
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
-        metrics.update(trainer.callback_metrics)
+        else:
+            folder.started()
+        metrics = dict(trainer.callback_metrics)
+        if cfg.get("test", True):
+            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+            trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+            metrics.update(trainer.callback_metrics)
+    except SIGTERMException:
+        fitting = trainer.state.fn == "fit" or not trainer.state.fn
+        exit_preempted(trainer, f"saved {checkpoint_dir / 'preempted.ckpt'}" if fitting else
+                       f"stopped during the test; training is complete in {checkpoint_dir}")
     return finish_run(trainer, metrics, cfg.paths.output_dir)
 
 
@@ -56,4 +66,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

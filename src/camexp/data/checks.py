@@ -122,6 +122,35 @@ def existing(root: Path, relative: list[str]) -> np.ndarray:
     return present
 
 
+def symlinks_out_of(root: Path, relative: list[str]) -> tuple[int, str]:
+    """How many of ``root/relative[i]`` lead out of ``root`` through a symbolic link (a linked
+    folder or file), and one example (``path -> target``)."""
+    real_root = os.path.realpath(root)
+    inside = real_root.rstrip(os.sep) + os.sep
+    folders: dict[str, list[str]] = {}
+    for rel in relative:
+        folder, _, name = rel.rpartition("/")
+        folders.setdefault(folder, []).append(name)
+    count, example = 0, ""
+    for folder, names in folders.items():
+        path = os.path.join(str(root), folder) if folder else str(root)
+        real = os.path.realpath(path)
+        if real != real_root and not real.startswith(inside):
+            count += len(names)
+            example = example or f"{path} -> {real}"
+            continue
+        try:
+            linked = {entry.name for entry in os.scandir(path) if entry.is_symlink()}
+        except OSError:
+            continue
+        for name in set(names) & linked:
+            target = os.path.realpath(os.path.join(path, name))
+            if not target.startswith(inside):
+                count += 1
+                example = example or f"{os.path.join(path, name)} -> {target}"
+    return count, example
+
+
 def _check_split(split: Split, num_classes: int, classes_from: str, sample: int | None,
                  seed: int, workers: int) -> tuple[SplitStats, list[Problem]]:
     problems: list[Problem] = []
@@ -177,6 +206,23 @@ def _check_split(split: Split, num_classes: int, classes_from: str, sample: int 
     # boxes: order, then inside the image
     boxes = split.boxes
     box_rows = split.box_rows()
+    finite = np.isfinite(boxes).all(axis=1)
+    for b in np.flatnonzero(~finite):
+        row = int(box_rows[b])
+        problems.append(Problem(
+            "box not finite", name,
+            f"{split.box_origin(b)}: box {_fmt_box(boxes[b])} of image {split.ids[row]!r} has a "
+            "coordinate that is not a number (NaN or infinite). Write the box's corners in "
+            "pixels, or remove the line.", row, split.ids[row]))
+    boxes = np.where(finite[:, None], boxes, 0.0)
+    empty = finite & ((boxes[:, 2] == boxes[:, 0]) | (boxes[:, 3] == boxes[:, 1]))
+    for b in np.flatnonzero(empty):
+        row = int(box_rows[b])
+        problems.append(Problem(
+            "empty box", name,
+            f"{split.box_origin(b)}: box {_fmt_box(boxes[b])} of image {split.ids[row]!r} has "
+            "zero width or height (x1 = x0 or y1 = y0), so it covers no object. Fix the box, or "
+            "remove the line.", row, split.ids[row]))
     bad_order = np.flatnonzero((boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1]))
     for b in bad_order:
         row = int(box_rows[b])
@@ -240,10 +286,16 @@ def _fmt_box(box: np.ndarray) -> str:
 
 
 def check_tables(tables: Tables, num_classes: int, sample: int | None = 8, seed: int = 0,
-                 model_classes: int | None = None, workers: int = 8) -> Report:
-    """Every check on every split; ``sample`` images decoded per split (None: all)."""
+                 model_classes: int | None = None, workers: int = 8,
+                 full_splits: tuple[str, ...] = (), symlinks: bool = False) -> Report:
+    """Every check on every split; ``sample`` images decoded per split (None: all), every
+    image of the splits in ``full_splits``. The faults found while reading the files
+    (``tables.problems``) come first. ``symlinks`` notes the images reached through a
+    symbolic link that leads out of the split's images folder (followed, but made visible)."""
     found = len(tables.class_names)
     report = Report(tables.description, found, tables.classes_from, notes=list(tables.notes))
+    for read in tables.problems:
+        report.problems.append(Problem(read.kind, "-", read.message))
     for expected, key in ((num_classes, "data.num_classes"), (model_classes, "model.num_classes")):
         if expected is not None and expected != found:
             report.problems.append(Problem(
@@ -251,9 +303,16 @@ def check_tables(tables: Tables, num_classes: int, sample: int | None = 8, seed:
                 f"{tables.classes_from} lists {found} classes but {key}={expected}. Set "
                 f"{key}={found} (model.num_classes follows data.num_classes by default)."))
     for split in tables.splits.values():
-        stats, problems = _check_split(split, max(found, 1), tables.classes_from, sample, seed,
+        stats, problems = _check_split(split, max(found, 1), tables.classes_from,
+                                       None if split.name in full_splits else sample, seed,
                                        workers)
         report.splits.append(stats)
+        if symlinks:
+            count, example = symlinks_out_of(split.images_root, split.ids)
+            if count:
+                report.notes.append(
+                    f"Symlinks: {count} {split.name} image(s) are reached through a symbolic "
+                    f"link out of {split.images_root} (followed), e.g. {example}.")
         report.problems.extend(problems)
     return report
 

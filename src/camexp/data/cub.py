@@ -11,7 +11,10 @@ metadata convention (see :mod:`camexp.data.transforms`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import codecs
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +74,8 @@ class CUBRecords:
     image_lines: np.ndarray | None = None
     label_lines: np.ndarray | None = None
     box_lines: list[np.ndarray] | None = None
+    # faults of single lines, found while reading (the image or line is left out)
+    problems: list[ReadProblem] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -101,56 +106,100 @@ def resolve_cub_root(root: str | Path) -> Path:
     )
 
 
-def _read_table(path: Path, columns: int, kinds: tuple[type, ...]) -> list[tuple[int, list]]:
-    """Rows of a whitespace-separated CUB text file as (line number, typed fields).
+def text_lines(path: str | Path, error: type[UserError] = DatasetError) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of every line of a dataset text file, as UTF-8.
+
+    A UTF-8 byte-order mark at the start (as some editors save) is accepted; bytes that are not
+    UTF-8 raise ``error`` naming the file, the line and the byte.
+    """
+    path = Path(path)
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as bad:
+                raise error(
+                    f"{path}, line {number}: byte {bad.start + 1} of the line "
+                    f"({raw[bad.start:bad.start + 1]!r}) is not UTF-8 text. Save the file as UTF-8 "
+                    "(e.g. iconv -f latin1 -t utf-8 FILE), or restore it from the original download."
+                ) from None
+            yield number, text
+
+
+# line faults kept in full (a damaged file could have millions); the rest are counted
+MAX_READ_PROBLEMS = 1000
+
+
+@dataclass(frozen=True)
+class ReadProblem:
+    """A fault of one line of a dataset's text files, found while reading (kind, message)."""
+
+    kind: str
+    message: str
+
+
+def _read_table(path: Path, columns: int, kinds: tuple[type, ...],
+                problems: list[ReadProblem]) -> list[tuple[int, list]]:
+    """Rows of a whitespace-separated CUB text file as (line number, typed fields); a
+    malformed line is recorded in ``problems`` and left out.
 
     The last column of a 2-column file may contain spaces (never in the official files).
     """
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            fields = line.split(maxsplit=columns - 1)
-            if len(fields) != columns:
-                raise DatasetError(
-                    f"{path}, line {number}: expected {columns} fields, found {len(fields)} in "
-                    f"{line.rstrip()!r}. Each line must be "
-                    f"'{' '.join(kind.__name__ for kind in kinds)}'; fix or restore the file."
-                )
-            try:
-                rows.append((number, [kind(field) for kind, field in zip(kinds, fields, strict=True)]))
-            except ValueError:
-                raise DatasetError(
-                    f"{path}, line {number}: cannot read {line.rstrip()!r} as "
-                    f"'{' '.join(kind.__name__ for kind in kinds)}'; fix or restore the file."
-                ) from None
+    layout = " ".join(kind.__name__ for kind in kinds)
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        fields = line.split(maxsplit=columns - 1)
+        if len(fields) != columns:
+            problems.append(ReadProblem("malformed line", (
+                f"{path}, line {number}: expected {columns} fields, found {len(fields)} in "
+                f"{line.rstrip()!r}. Each line must be '{layout}'; fix or restore the file.")))
+            continue
+        try:
+            rows.append((number, [kind(field) for kind, field in zip(kinds, fields, strict=True)]))
+        except ValueError:
+            problems.append(ReadProblem("malformed line", (
+                f"{path}, line {number}: cannot read {line.rstrip()!r} as '{layout}'; fix or "
+                "restore the file.")))
     return rows
 
 
-def _by_image_id(path: Path, rows: list[tuple[int, list]], known: dict[int, int]) -> dict[int, list]:
-    """Map image id -> value, checking every id is known and appears once."""
+def _by_image_id(path: Path, rows: list[tuple[int, list]], known: dict[int, int],
+                 problems: list[ReadProblem]) -> tuple[dict[int, list], dict[int, int]]:
+    """Map image id -> value (and its line); unknown and repeated ids are recorded, left out."""
     values: dict[int, list] = {}
+    lines: dict[int, int] = {}
     for number, (image_id, *rest) in rows:
         if image_id not in known:
-            raise DatasetError(
+            problems.append(ReadProblem("unknown id", (
                 f"{path}, line {number}: image id {image_id} is not listed in images.txt. "
-                "Remove the line or add the image to images.txt."
-            )
-        if image_id in values:
-            raise DatasetError(
-                f"{path}, line {number}: image id {image_id} appears a second time. "
-                "Keep one line per image."
-            )
-        values[image_id] = rest
-    return values
+                "Remove the line or add the image to images.txt.")))
+        elif image_id in values:
+            problems.append(ReadProblem("duplicate id", (
+                f"{path}, line {number}: image id {image_id} appears a second time (first on "
+                f"line {lines[image_id]}). Keep one line per image.")))
+        else:
+            values[image_id] = rest
+            lines[image_id] = number
+    return values, lines
 
 
 def read_cub(root: str | Path) -> CUBRecords:
-    """Read and cross-check CUB's text files (not the images) into :class:`CUBRecords`."""
-    root = resolve_cub_root(root)
+    """Read and cross-check CUB's text files (not the images) into :class:`CUBRecords`.
 
-    classes = _read_table(root / "classes.txt", 2, (int, str))
+    Faults of single lines (a malformed line, an unknown or repeated id, a split value other
+    than 0/1, a negative or non-finite box, an image without label, split or box) do not stop
+    the reading: each is recorded in ``CUBRecords.problems`` with its file and line, and the
+    image or line is left out, so that ``check_data`` lists them all. A labels out of range is
+    kept (the checks report it with its line).
+    """
+    root = resolve_cub_root(root)
+    problems: list[ReadProblem] = []
+
+    classes = _read_table(root / "classes.txt", 2, (int, str), problems)
     class_names = [name.strip() for _, (_, name) in sorted(classes, key=lambda row: row[1][0])]
     class_ids = [class_id for _, (class_id, _) in classes]
     if sorted(class_ids) != list(range(1, len(class_ids) + 1)):
@@ -159,78 +208,94 @@ def read_cub(root: str | Path) -> CUBRecords:
             f"or repeated; found {sorted(class_ids)[:5]}... Restore the file from the tarball."
         )
 
-    images = _read_table(root / "images.txt", 2, (int, str))
+    images = []
     id_to_row: dict[int, int] = {}
-    for number, (image_id, _) in images:
+    image_line: dict[int, int] = {}
+    for number, (image_id, path) in _read_table(root / "images.txt", 2, (int, str), problems):
         if image_id in id_to_row:
-            raise DatasetError(
-                f"{root / 'images.txt'}, line {number}: image id {image_id} appears twice. "
-                "Each image id must be unique."
-            )
+            problems.append(ReadProblem("duplicate id", (
+                f"{root / 'images.txt'}, line {number}: image id {image_id} appears a second time "
+                f"(first on line {image_line[image_id]}). Each image id must be unique.")))
+            continue
+        check_inside(path.strip(), f"{root / 'images.txt'}, line {number}")
         id_to_row[image_id] = len(id_to_row)
-    paths = [check_inside(path.strip(), f"{root / 'images.txt'}, line {number}")
-             for number, (_, path) in images]
+        image_line[image_id] = number
+        images.append(path.strip())
 
     labels_file = root / "image_class_labels.txt"
-    label_rows = _read_table(labels_file, 2, (int, int))
-    labels = _by_image_id(labels_file, label_rows, id_to_row)
-    label_line = {image_id: number for number, (image_id, _) in label_rows}
+    labels, label_line = _by_image_id(
+        labels_file, _read_table(labels_file, 2, (int, int), problems), id_to_row, problems)
     split_file = root / "train_test_split.txt"
-    splits = _by_image_id(split_file, _read_table(split_file, 2, (int, int)), id_to_row)
+    splits, split_line = _by_image_id(
+        split_file, _read_table(split_file, 2, (int, int), problems), id_to_row, problems)
+    keep = {image_id: True for image_id in id_to_row}
     for image_id in id_to_row:
         for path, table in ((labels_file, labels), (split_file, splits)):
             if image_id not in table:
-                raise DatasetError(
-                    f"{path}: image id {image_id} ({paths[id_to_row[image_id]]}) has no line. "
-                    "Every image in images.txt needs one."
-                )
-
-    label_array = np.array([labels[i][0] - 1 for i in id_to_row], dtype=np.int64)
-    bad = np.flatnonzero((label_array < 0) | (label_array >= len(class_names)))
-    if bad.size:
-        image_id = list(id_to_row)[bad[0]]
-        raise DatasetError(
-            f"{labels_file}, line {label_line[image_id]}: image id {image_id} has class {label_array[bad[0]] + 1}, outside "
-            f"1..{len(class_names)} of classes.txt. Fix the label or classes.txt."
-        )
+                problems.append(ReadProblem("no line", (
+                    f"{path}: image id {image_id} ({images[id_to_row[image_id]]}, "
+                    f"{root / 'images.txt'} line {image_line[image_id]}) has no line. Every "
+                    "image in images.txt needs one.")))
+                keep[image_id] = False
+        if image_id in splits and splits[image_id][0] not in (0, 1):
+            problems.append(ReadProblem("split value", (
+                f"{split_file}, line {split_line[image_id]}: image id {image_id} has the value "
+                f"{splits[image_id][0]}; it must be 1 (train) or 0 (test). Fix the line.")))
+            keep[image_id] = False
 
     boxes_file = root / "bounding_boxes.txt"
-    boxes: list[list[list[float]]] = [[] for _ in paths]
-    box_lines: list[list[int]] = [[] for _ in paths]
+    boxes: dict[int, list[list[float]]] = {}
+    box_lines: dict[int, list[int]] = {}
     for number, (image_id, x, y, width, height) in _read_table(
-        boxes_file, 5, (int, float, float, float, float)
+        boxes_file, 5, (int, float, float, float, float), problems
     ):
         if image_id not in id_to_row:
-            raise DatasetError(
+            problems.append(ReadProblem("unknown id", (
                 f"{boxes_file}, line {number}: image id {image_id} is not in images.txt. "
-                "Remove the line or add the image."
-            )
+                "Remove the line or add the image.")))
+            continue
+        if not all(math.isfinite(v) for v in (x, y, width, height)):
+            problems.append(ReadProblem("box not finite", (
+                f"{boxes_file}, line {number}: box ({x:g}, {y:g}, {width:g}, {height:g}) of "
+                f"image id {image_id} is not a number (NaN or infinite). Boxes are 'image_id x y "
+                "width height' in pixels; fix the line.")))
+            keep[image_id] = False
+            continue
         if width < 0 or height < 0:
-            raise DatasetError(
-                f"{boxes_file}, line {number}: negative box size ({width}, {height}). "
-                "Boxes are 'image_id x y width height' with width, height >= 0."
-            )
-        boxes[id_to_row[image_id]].append([x, y, x + width, y + height])
-        box_lines[id_to_row[image_id]].append(number)
-    for row, image_boxes in enumerate(boxes):
-        if not image_boxes:
-            raise DatasetError(
-                f"{boxes_file}: image {paths[row]} has no box. Every image needs at least one "
-                "'image_id x y width height' line."
-            )
+            problems.append(ReadProblem("negative box size", (
+                f"{boxes_file}, line {number}: negative box size ({width:g}, {height:g}) of "
+                "image id {image_id}. Boxes are 'image_id x y width height' with width, "
+                "height >= 0; fix the line.").replace("{image_id}", str(image_id))))
+            keep[image_id] = False
+            continue
+        boxes.setdefault(image_id, []).append([x, y, x + width, y + height])
+        box_lines.setdefault(image_id, []).append(number)
+    for image_id, row in id_to_row.items():
+        if image_id not in boxes and keep[image_id]:
+            problems.append(ReadProblem("no box", (
+                f"{boxes_file}: image {images[row]} (id {image_id}) has no box. Every image "
+                "needs at least one 'image_id x y width height' line.")))
+            keep[image_id] = False
 
+    if len(problems) > MAX_READ_PROBLEMS:
+        more = len(problems) - MAX_READ_PROBLEMS
+        problems = [*problems[:MAX_READ_PROBLEMS], ReadProblem("more faults", (
+            f"... and {more} more line faults in {root}'s text files (the first "
+            f"{MAX_READ_PROBLEMS} are listed); the files may be damaged: restore them."))]
+    kept = [image_id for image_id in id_to_row if keep[image_id]]
     return CUBRecords(
         root=root,
-        paths=paths,
-        cub_ids=np.array(list(id_to_row), dtype=np.int64),
-        labels=label_array,
-        is_train=np.array([splits[i][0] == 1 for i in id_to_row], dtype=bool),
-        boxes=[np.asarray(b, dtype=np.float64) for b in boxes],
+        paths=[images[id_to_row[i]] for i in kept],
+        cub_ids=np.array(kept, dtype=np.int64),
+        labels=np.array([labels[i][0] - 1 for i in kept], dtype=np.int64),
+        is_train=np.array([splits[i][0] == 1 for i in kept], dtype=bool),
+        boxes=[np.asarray(boxes[i], dtype=np.float64) for i in kept],
         class_names=class_names,
         has_masks=(root / "segmentations").is_dir(),
-        image_lines=np.array([number for number, _ in images], dtype=np.int64),
-        label_lines=np.array([label_line[i] for i in id_to_row], dtype=np.int64),
-        box_lines=[np.asarray(lines, dtype=np.int64) for lines in box_lines],
+        image_lines=np.array([image_line[i] for i in kept], dtype=np.int64),
+        label_lines=np.array([label_line[i] for i in kept], dtype=np.int64),
+        box_lines=[np.asarray(box_lines[i], dtype=np.int64) for i in kept],
+        problems=problems,
     )
 
 

@@ -29,6 +29,7 @@ from camexp.data.cub import (
     DatasetError,
     read_cub,
     resolve_cub_root,
+    text_lines,
 )
 from camexp.data.wsol import (
     Origin,
@@ -102,7 +103,8 @@ class CUBDataModule(WSOLDataModule):
         test = everything.take(np.flatnonzero(~records.is_train), "test")
         kind = "synthetic, CUB layout" if self.synthetic is not None else "official split"
         return Tables(self._official_splits(train, test), records.class_names,
-                      str(root / "classes.txt"), f"CUB-200-2011 ({kind}) at {root}")
+                      str(root / "classes.txt"), f"CUB-200-2011 ({kind}) at {root}",
+                      problems=list(records.problems))
 
     def _read_wsol(self) -> Tables:
         metadata = resolve_metadata_root(self.metadata_root, "CUB", "data.metadata_root")
@@ -115,8 +117,8 @@ class CUBDataModule(WSOLDataModule):
             root / "images" if (root / "images").is_dir() else root)
         splits = read_metadata_splits(metadata, images_root)
         if cub is not None:
-            names = [line.split(maxsplit=1)[1].strip() for line in
-                     (cub / "classes.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+            names = [line.split(maxsplit=1)[1].strip() for _, line in
+                     text_lines(cub / "classes.txt") if line.strip()]
             classes_from = str(cub / "classes.txt")
         else:
             if self.num_classes is None:

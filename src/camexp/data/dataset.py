@@ -161,7 +161,11 @@ class WSOLDataset(Dataset):
             mask = None if self.mask_files is None else self._mask(index)
         except DatasetError as error:
             if self.on_bad_image != "skip":
-                raise
+                raise DatasetError(
+                    f"{error} Found during the run (the checks before training decode every val "
+                    "and test image but only a sample of train): set data.on_bad_image=skip to "
+                    "leave such images out, and continue with resume=auto from the last checkpoint."
+                ) from None
             _warn_once(str(path), str(error))
             return None
         boxes = self.boxes_of(index)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camexp.data.cub import DatasetError, split_train_val
+from camexp.data.cub import DatasetError, split_train_val, text_lines
 from camexp.data.wsol import (
     Origin,
     Split,
@@ -70,17 +70,16 @@ def _search_dirs(root: Path) -> list[Path]:
 def read_synset_mapping(path: Path) -> dict[str, str]:
     """``LOC_synset_mapping.txt`` (``n01440764 tench, Tinca tinca``) -> wnid -> first name."""
     names: dict[str, str] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            wnid, _, rest = line.strip().partition(" ")
-            if not wnid.startswith("n") or not wnid[1:].isdigit():
-                raise DatasetError(
-                    f"{path}, line {number}: {line.strip()!r} does not start with a wnid "
-                    "(n + 8 digits). Each line is '<wnid> <names>'; restore the file."
-                )
-            names[wnid] = rest.split(",")[0].strip() or wnid
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        wnid, _, rest = line.strip().partition(" ")
+        if not wnid.startswith("n") or not wnid[1:].isdigit():
+            raise DatasetError(
+                f"{path}, line {number}: {line.strip()!r} does not start with a wnid "
+                "(n + 8 digits). Each line is '<wnid> <names>'; restore the file."
+            )
+        names[wnid] = rest.split(",")[0].strip() or wnid
     return names
 
 
@@ -190,34 +189,33 @@ def read_val_xml(root: Path, folder: Path, wnid_to_label: dict[str, int], folder
 def read_val_csv(root: Path, path: Path, wnid_to_label: dict[str, int], foldered: bool) -> Split:
     """``LOC_val_solution.csv``: ``ImageId,PredictionString`` with ``wnid x0 y0 x1 y1`` groups."""
     ids, labels, boxes, lines = [], [], [], []
-    with path.open(encoding="utf-8", newline="") as handle:
-        for number, row in enumerate(csv.reader(handle), start=1):
-            if not row or (number == 1 and row[0] == "ImageId"):
-                continue
-            fields = row[1].split() if len(row) == 2 else []
-            if not fields or len(fields) % 5:
-                raise DatasetError(
-                    f"{path}, line {number}: expected 'ImageId,<wnid> x0 y0 x1 y1 [...]' (groups "
-                    f"of 5), found {','.join(row)!r}. Restore LOC_val_solution.csv."
-                )
-            groups = [fields[i : i + 5] for i in range(0, len(fields), 5)]
-            try:
-                image_boxes = [[float(v) for v in g[1:]] for g in groups]
-            except ValueError:
-                raise DatasetError(
-                    f"{path}, line {number}: box coordinates must be numbers in "
-                    f"{','.join(row)!r}. Restore LOC_val_solution.csv."
-                ) from None
-            wnid = groups[0][0]
-            if wnid not in wnid_to_label:
-                raise DatasetError(
-                    f"{path}, line {number}: class {wnid!r} is not one of the "
-                    f"{len(wnid_to_label)} classes (train/ folders or LOC_synset_mapping.txt)."
-                )
-            ids.append(_val_image(root, row[0].strip(), wnid, foldered))
-            labels.append(wnid_to_label[wnid])
-            boxes.append(np.asarray(image_boxes, dtype=np.float64))
-            lines.append(number)
+    for number, row in enumerate(csv.reader(line for _, line in text_lines(path)), start=1):
+        if not row or (number == 1 and row[0] == "ImageId"):
+            continue
+        fields = row[1].split() if len(row) == 2 else []
+        if not fields or len(fields) % 5:
+            raise DatasetError(
+                f"{path}, line {number}: expected 'ImageId,<wnid> x0 y0 x1 y1 [...]' (groups "
+                f"of 5), found {','.join(row)!r}. Restore LOC_val_solution.csv."
+            )
+        groups = [fields[i : i + 5] for i in range(0, len(fields), 5)]
+        try:
+            image_boxes = [[float(v) for v in g[1:]] for g in groups]
+        except ValueError:
+            raise DatasetError(
+                f"{path}, line {number}: box coordinates must be numbers in "
+                f"{','.join(row)!r}. Restore LOC_val_solution.csv."
+            ) from None
+        wnid = groups[0][0]
+        if wnid not in wnid_to_label:
+            raise DatasetError(
+                f"{path}, line {number}: class {wnid!r} is not one of the "
+                f"{len(wnid_to_label)} classes (train/ folders or LOC_synset_mapping.txt)."
+            )
+        ids.append(_val_image(root, row[0].strip(), wnid, foldered))
+        labels.append(wnid_to_label[wnid])
+        boxes.append(np.asarray(image_boxes, dtype=np.float64))
+        lines.append(number)
     order = np.argsort(ids, kind="stable")
     box_lines = [lines[i] for i in order for _ in range(len(boxes[i]))]
     return Split.build("test", root, [ids[i] for i in order], [labels[i] for i in order],

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from camexp.data.cub import text_lines
 from camexp.errors import UserError
 
 __all__ = [
@@ -107,11 +108,15 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise MetadataError(
             f"{path}: file not found. The metadata folder needs {', '.join(FILES)}."
         )
-    with path.open("r", encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            text = raw.rstrip("\r\n")
-            if text.strip():
-                yield number, text
+    for number, raw in text_lines(path, MetadataError):
+        text = raw.rstrip("\r\n")
+        if text.strip():
+            yield number, text
+
+
+def _empty(path: Path) -> bool:
+    """True for a file without a single non-blank line (the field ships some: PAPER.md 3)."""
+    return next(_lines(path), None) is None
 
 
 def _fields(path: Path, number: int, text: str, expected: int, layout: str) -> list[str]:
@@ -313,7 +318,8 @@ def read_metadata(folder: str | Path, split: str | None = None) -> Metadata:
     """Read a split folder (or ``folder/split``); optional files may be absent.
 
     ``image_ids.txt`` is required. When present, ``class_labels.txt``, ``image_sizes.txt`` and
-    ``localization.txt`` must cover every image id and mention no other.
+    ``localization.txt`` must cover every image id and mention no other; an empty
+    ``image_sizes.txt`` or ``localization.txt`` (as the field publishes some) counts as absent.
 
     Raises:
         MetadataError: for a missing folder/file or a malformed line.
@@ -328,13 +334,15 @@ def read_metadata(folder: str | Path, split: str | None = None) -> Metadata:
         labels = read_class_labels(label_file)
         _check_known(label_file, labels, known)
         _check_covered(label_file, "class label", ids, labels)
+    # the field's metadata has empty image_sizes.txt (every OpenImages split, ILSVRC train)
+    # and localization.txt (the train splits): read as absent
     size_file = split_dir / "image_sizes.txt"
-    if size_file.is_file():
+    if size_file.is_file() and not _empty(size_file):
         sizes = read_image_sizes(size_file)
         _check_known(size_file, sizes, known)
         _check_covered(size_file, "image size", ids, sizes)
     loc_file = split_dir / "localization.txt"
-    if loc_file.is_file():
+    if loc_file.is_file() and not _empty(loc_file):
         kind, content = read_localization(loc_file, sizes)
         if kind == "boxes":
             boxes = content  # type: ignore[assignment]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from camexp.data.cub import DatasetError, check_inside, split_train_val
+from camexp.data.cub import DatasetError, check_inside, split_train_val, text_lines
 from camexp.data.dataset import WSOLDataset, collate
 from camexp.data.metadata import MetadataError, read_metadata
 from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler
@@ -176,6 +176,8 @@ class Tables:
     classes_from: str
     description: str
     notes: list[str] = field(default_factory=list)
+    # faults of single lines found while reading (camexp.data.cub.ReadProblem: kind, message)
+    problems: list = field(default_factory=list)
 
 
 # -- the field's metadata folders (data.split=wsol) ------------------------------------------
@@ -184,11 +186,10 @@ class Tables:
 def _first_field_lines(path: Path) -> dict[str, list[int]]:
     """Line numbers of each first comma-separated field (image id) of a metadata file."""
     lines: dict[str, list[int]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for number, raw in enumerate(handle, start=1):
-            text = raw.strip()
-            if text:
-                lines.setdefault(text.split(",", 1)[0], []).append(number)
+    for number, raw in text_lines(path):
+        text = raw.strip()
+        if text:
+            lines.setdefault(text.split(",", 1)[0], []).append(number)
     return lines
 
 
@@ -332,6 +333,7 @@ class WSOLDataModule(L.LightningDataModule):
         check_sample: int = 8,
         train_on: str = "train",
         holdout_fraction: float = 0.2,
+        check_eval_splits: bool = True,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -373,6 +375,9 @@ class WSOLDataModule(L.LightningDataModule):
         self.metadata_root = metadata_root
         self.on_bad_image = on_bad_image
         self.check_sample = check_sample
+        # decode every val and test image before training: a bad one found after the whole
+        # training would cost the run (they are small next to train)
+        self.check_eval_splits = check_eval_splits
         self.tables: Tables | None = None
         self.skipped: list[tuple[str, str, str]] = []  # (split, image id, why) left out
         self.datasets: dict[str, WSOLDataset] = {}
@@ -448,7 +453,8 @@ class WSOLDataModule(L.LightningDataModule):
         tables = self.load_tables()
         if getattr(self, "_checked", False):
             return tables
-        report = check_tables(tables, self.num_classes, sample=self.check_sample)
+        report = check_tables(tables, self.num_classes, sample=self.check_sample,
+                              full_splits=("val", "test") if self.check_eval_splits else ())
         bad_images = [p for p in report.problems if p.bad_image]
         others = [p for p in report.problems if not p.bad_image]
         if others or (bad_images and self.on_bad_image == "error"):

@@ -1,0 +1,219 @@
+"""One run per run folder, and a record of the last good start that a failed start cannot spoil.
+
+:class:`RunFolder` (``with RunFolder(output_dir) as folder:``) is entered by ``train`` and
+``eval`` before they read anything:
+
+- **The lock.** ``<run>/.camexp.lock`` holds the holder's pid, host and start time, and is
+  touched every ``HEARTBEAT_S`` seconds while the run lives. A second run in the same folder
+  (a SLURM requeue while the old job still runs, the same command started twice) stops at once
+  with :class:`RunFolderLocked`, naming the holder. A lock is stale, and taken over with a
+  message, when its process is dead on this host, or, for a holder on another host (whose
+  processes cannot be seen from here), when its heartbeat is older than ``stale_after_s``
+  (``STALE_AFTER_S``, 10 minutes), or when it was taken by this same SLURM job before a requeue
+  (SLURM never runs two instances of one job). Only the main process takes it: the extra DDP processes
+  Lightning starts re-run the same command in the same folder (``LOCAL_RANK``/``NODE_RANK``
+  set), and must not be refused by their own job's lock.
+- **The record.** Hydra writes ``.hydra/config.yaml``, ``hydra.yaml`` and ``overrides.yaml``
+  before camexp's code runs, so a start that then fails (refused by the lock, another model
+  config on resume, a dataset error) would leave the folder describing a run that never
+  happened. A copy of those files is kept in ``.hydra/last_start/`` when a start succeeds
+  (:meth:`RunFolder.started`, just before training or testing), and put back when a start
+  fails before that point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+from camexp.errors import UserError
+from camexp.messages import say
+
+LOCK_NAME = ".camexp.lock"
+RECORD_DIR = ".hydra"
+RECORD_COPY = "last_start"
+HEARTBEAT_S = 30.0
+STALE_AFTER_S = 600.0
+
+
+class RunFolderLocked(UserError):
+    """Another live process runs in this run folder."""
+
+
+def is_main_process(env: dict[str, str] | None = None) -> bool:
+    """False in the extra processes of a DDP job (rank > 0 on this node, or another node)."""
+    env = os.environ if env is None else env
+    for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"):
+        value = env.get(key, "0").strip() or "0"
+        if value != "0":
+            return False
+    return True
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def read_lock(path: Path) -> dict | None:
+    try:
+        holder = json.loads(path.read_text(encoding="utf-8"))
+        return holder if isinstance(holder, dict) else {}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}  # half-written or damaged: judged by its age alone
+
+
+def slurm_job() -> str | None:
+    """This SLURM job (``<array job>_<task>`` for an array task); kept across requeues."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if job and os.environ.get("SLURM_ARRAY_JOB_ID"):
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return job or None
+
+
+def stale_reason(holder: dict, age_s: float, stale_after_s: float, host: str) -> str | None:
+    """Why the lock of ``holder`` may be taken over, or None when its holder may be alive."""
+    pid, other_host = holder.get("pid"), holder.get("host")
+    job = slurm_job()
+    if job and holder.get("slurm_job") == job and pid != os.getpid():
+        # SLURM runs one instance of a job at a time: the holder is this job before its requeue
+        return f"it was taken by SLURM job {job} before it was requeued"
+    if other_host == host and isinstance(pid, int):
+        if pid == os.getpid():
+            return None
+        return None if pid_alive(pid) else f"process {pid} on {host} is no longer running"
+    if age_s > stale_after_s:
+        return (f"its heartbeat is {age_s:.0f} s old (more than {stale_after_s:.0f} s; the holder "
+                "refreshes it every 30 s)")
+    return None
+
+
+class RunFolder:
+    """The lock and the Hydra record of one run folder (see the module docstring)."""
+
+    def __init__(self, output_dir: str | Path, stale_after_s: float = STALE_AFTER_S,
+                 heartbeat_s: float = HEARTBEAT_S, main_process: bool | None = None) -> None:
+        self.dir = Path(output_dir)
+        self.lock = self.dir / LOCK_NAME
+        self.stale_after_s = stale_after_s
+        self.heartbeat_s = heartbeat_s
+        self.main = is_main_process() if main_process is None else main_process
+        self.host = socket.gethostname()
+        self._held = False
+        self._started = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the lock -------------------------------------------------------------------------
+
+    def acquire(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        mine = {"pid": os.getpid(), "host": self.host, "started": time.time(),
+                "slurm_job": slurm_job()}
+        for _ in range(3):
+            try:
+                handle = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = read_lock(self.lock)
+                if holder is None:
+                    continue  # released in between
+                try:
+                    age = time.time() - self.lock.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                why = stale_reason(holder, age, self.stale_after_s, self.host)
+                if why is None:
+                    raise RunFolderLocked(
+                        f"{self.dir} is in use by process {holder.get('pid', '?')} on host "
+                        f"{holder.get('host', '?')} (lock {self.lock}, heartbeat {age:.0f} s ago). "
+                        "Two runs in one folder would mix their checkpoints. Wait for it to end "
+                        "(or stop it), or run in another folder (hydra.run.dir=...). If that "
+                        f"process is gone for good, delete {self.lock}."
+                    ) from None
+                say(f"camexp: taking over the stale lock {self.lock} of process "
+                      f"{holder.get('pid', '?')} on {holder.get('host', '?')}: {why}.")
+                self.lock.unlink(missing_ok=True)
+                continue
+            with os.fdopen(handle, "w", encoding="utf-8") as file:
+                json.dump(mine, file)
+            self._held = True
+            self._thread = threading.Thread(target=self._beat, name="camexp-lock", daemon=True)
+            self._thread.start()
+            return
+        raise RunFolderLocked(f"could not take the lock {self.lock}; another run keeps taking it.")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                os.utime(self.lock)
+            except OSError:
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._held:
+            holder = read_lock(self.lock) or {}
+            if holder.get("pid") == os.getpid() and holder.get("host") == self.host:
+                self.lock.unlink(missing_ok=True)
+            self._held = False
+
+    # -- the record -----------------------------------------------------------------------
+
+    def _record_files(self) -> list[Path]:
+        folder = self.dir / RECORD_DIR
+        return sorted(p for p in folder.glob("*.yaml") if p.is_file()) if folder.is_dir() else []
+
+    def started(self) -> None:
+        """The start succeeded: this run's Hydra record is now the folder's record."""
+        self._started = True
+        if not self.main:
+            return
+        copy = self.dir / RECORD_DIR / RECORD_COPY
+        files = self._record_files()
+        if not files:
+            return
+        copy.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            shutil.copy2(path, copy / path.name)
+
+    def restore_record(self) -> None:
+        """Put back the record of the last successful start (if any)."""
+        copy = self.dir / RECORD_DIR / RECORD_COPY
+        if not self.main or not copy.is_dir():
+            return
+        for saved in copy.glob("*.yaml"):
+            shutil.copy2(saved, self.dir / RECORD_DIR / saved.name)
+
+    # -- context manager ------------------------------------------------------------------
+
+    def __enter__(self) -> RunFolder:
+        if self.main:
+            try:
+                self.acquire()
+            except RunFolderLocked:
+                self.restore_record()
+                raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        try:
+            if kind is not None and not self._started:
+                self.restore_record()
+        finally:
+            self.release()
