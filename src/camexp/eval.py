@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from camexp.errors import UserError, exit_on_user_error
+from camexp.ledger import record_test_evaluation
 from camexp.module import CAMClassifier
 from camexp.run import build_trainer, finish_run, one_job, prepare_data
+from camexp.run_info import start_run
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -20,6 +22,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"Checkpoint {ckpt_path} does not exist. Pass ckpt_path= a .ckpt file written by "
             "camexp.train (its run folder's checkpoints/last.ckpt or the best epoch_*.ckpt)."
         )
+    start_run(cfg, tags_required=False)  # threshold sweeps of one checkpoint need no tags
     datamodule = prepare_data(cfg)
     # The network is rebuilt from the checkpoint's hyper-parameters; its weights come from
     # the checkpoint, so nothing is downloaded or read from the original weights_path.
@@ -41,6 +44,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     trainer = build_trainer(cfg)
     trainer.test(model, datamodule=datamodule)
+    if trainer.is_global_zero:
+        # counted for the config that trained the checkpoint (its run folder), when known
+        trained = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
+        tested = OmegaConf.load(trained) if trained.is_file() else cfg
+        record_test_evaluation(tested, cfg.paths.log_dir, cfg.paths.output_dir, "eval")
     return finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)
 
 

@@ -48,10 +48,29 @@ def keep_ddp_processes_in_this_job() -> None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return
-    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    sys.argv = [sys.argv[0], *config_flags(sys.argv[1:]), *hydra_cfg.overrides.task]
     OmegaConf.set_readonly(hydra_cfg, False)
     with open_dict(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+CONFIG_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp")
+
+
+def config_flags(argv: list[str]) -> list[str]:
+    """The flags of ``argv`` that choose the primary config (``--config-dir``, ``-cn`` ...):
+    the extra DDP processes must compose the same config as this job."""
+    kept, take_next = [], False
+    for arg in argv:
+        if take_next:
+            kept.append(arg)
+            take_next = False
+        elif arg in CONFIG_FLAGS:
+            kept.append(arg)
+            take_next = True
+        elif arg.split("=", 1)[0] in CONFIG_FLAGS:
+            kept.append(arg)
+    return kept
 
 
 DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")

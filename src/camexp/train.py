@@ -11,7 +11,10 @@ from omegaconf import DictConfig
 
 from camexp.checkpointing import PREEMPTED_EXIT_CODE, requeue_slurm_job, resolve_resume
 from camexp.errors import exit_on_user_error
+from camexp.ledger import record_test_evaluation
 from camexp.run import build_trainer, finish_run, one_job, prepare_data
+from camexp.run_info import start_run
+from camexp.search import objective_value, run_trial
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -19,8 +22,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     ``resume=auto`` continues from the newest readable checkpoint of the run folder,
     ``ckpt_path=`` from a given one. A SIGTERM/SIGUSR1 (preemption) saves
-    ``checkpoints/preempted.ckpt`` and exits with status 75 (``SystemExit``).
+    ``checkpoints/preempted.ckpt`` and exits with status 75 (``SystemExit``). A test
+    evaluation is counted in the test ledger (``test_record.json``). In a search job
+    (``optimized_metric`` set) the metrics also carry ``_objective``, the sweeper's value.
     """
+    start_run(cfg)
     datamodule = prepare_data(cfg)
     model = instantiate(cfg.model, _convert_="all")
     trainer = build_trainer(cfg)
@@ -43,13 +49,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update(trainer.callback_metrics)
-    return finish_run(trainer, metrics, cfg.paths.output_dir)
+        if trainer.is_global_zero:
+            record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train")
+    numbers = finish_run(trainer, metrics, cfg.paths.output_dir)
+    if cfg.get("optimized_metric"):
+        numbers["_objective"] = objective_value(cfg, trainer, numbers)
+    return numbers
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    # a search job returns its objective to the sweeper (hparams_search=...); others None
     with one_job():
-        exit_on_user_error(lambda: train(cfg))
+        result = exit_on_user_error(lambda: run_trial(cfg, train))
+    return result if cfg.get("optimized_metric") else None
 
 
 if __name__ == "__main__":
