@@ -176,6 +176,13 @@ def test_divergence_guard_stops_on_a_non_finite_loss() -> None:
     with pytest.raises(TrainingDiverged, match=r"not finite at epoch 2, step 17 \(model.optim.lr=3.0"):
         guard.on_train_batch_end(trainer, module, {"loss": torch.tensor(float("nan"))}, None, 1)
     assert decisions == [False, True]
+    net = torch.nn.Linear(2, 2)
+    module.parameters = net.parameters
+    guard.on_validation_start(trainer, module)  # finite weights: nothing
+    with torch.no_grad():
+        net.weight[0, 0] = float("inf")
+    with pytest.raises(TrainingDiverged, match="the weights are not finite at epoch 2"):
+        guard.on_validation_start(trainer, module)
 
 
 # -- end to end ----------------------------------------------------------------------------------
@@ -265,7 +272,8 @@ def test_tpe_search_with_a_diverging_trial(tmp_path: Path, data_dir: Path, metho
     # as failed; the search goes on and its best trial is a finite one
     done = _cli(tmp_path, "-m", "--config-dir", str(method_conf), "--config-name", CONFIG_NAME,
                 "hparams_search=wsol_tpe", "method=has", "hydra.sweeper.n_trials=3",
-                "hydra.sweeper.sampler.n_startup_trials=1", "seed=3",
+                # 2 random start-up trials (seed 3 draws 0.05, then 1e9), then one TPE trial
+                "hydra.sweeper.sampler.n_startup_trials=2", "hydra.sweeper.sampler.seed=3",
                 "model.optim.lr=choice(1e9,0.05)",
                 f"hydra.sweeper.storage={storage}", *QUICK, f"paths.data_dir={data_dir}")
     assert done.returncode == 0, done.stderr[-4000:]
@@ -280,7 +288,7 @@ def test_tpe_search_with_a_diverging_trial(tmp_path: Path, data_dir: Path, metho
         grid = int(next(o for o in t["overrides"] if o.startswith("method.grid_size=")).split("=")[1])
         assert grid in (1, 2, 4, 7, 8, 14, 28)  # divisors of the crop (56) up to half of it
     diverged = next(t for t in trials if t["status"] == "diverged")
-    assert "train/loss is not finite" in diverged["error"]
+    assert "not finite" in diverged["error"] and "the training diverged" in diverged["error"]
     study = optuna.load_study(study_name="wsol", storage=storage)
     states = [t.state.name for t in study.trials]
     assert states == ["FAIL" if s == "diverged" else "COMPLETE" for s in statuses]

@@ -5,9 +5,9 @@
 
 - :func:`run_trial`: a job with ``optimized_metric`` set returns that val metric to the
   sweeper, and writes ``trial.json`` (value, status, overrides) in its folder. A diverged job
-  (non-finite training loss, :class:`TrainingDiverged`) returns NaN, which Optuna records as a
-  failed trial; a job that crashes is recorded as failed too (``max_failure_rate: 1.0``) and
-  the search goes on;
+  (non-finite loss, weights or outputs: :class:`TrainingDiverged`) or a crashed one is recorded
+  (``status``, ``error``) and raised to the sweeper, which records a failed trial and goes on
+  (``max_failure_rate: 1.0``); a config mistake (any other ``UserError``) stops the search;
 - :class:`DivergenceGuard`: the callback that stops a run whose loss is NaN or infinite, on
   every DDP process at the same step;
 - :func:`has_patch_side`: HaS's patch side over the divisors of the crop size up to half of it;
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -44,8 +45,13 @@ class TrainingDiverged(UserError):
     do not train this network."""
 
 
+class TrialDiverged(RuntimeError):
+    """A search trial diverged: raised to the sweeper, which records a failed trial."""
+
+
 class DivergenceGuard(L.Callback):
-    """Stop training at the first step whose loss is not finite on any process.
+    """Stop training at the first step whose loss is not finite on any process, or when the
+    weights or the network's val outputs (logits, feature maps) are not finite.
 
     Every process takes the same decision (one all-reduce of a flag per step), so DDP ranks stop
     together instead of waiting for each other.
@@ -57,13 +63,33 @@ class DivergenceGuard(L.Callback):
             return
         bad = not bool(loss.detach().isfinite().all())
         if trainer.strategy.reduce_boolean_decision(bad, all=False):
-            raise TrainingDiverged(
-                f"train/loss is not finite at epoch {trainer.current_epoch}, step "
-                f"{trainer.global_step} (model.optim.lr={pl_module.hparams.optim.get('lr')}, "
-                f"model.optim.weight_decay={pl_module.hparams.optim.get('weight_decay')}): the "
-                "training diverged. Lower model.optim.lr (or the weight decay); in a search this "
-                "trial is recorded as failed and the search goes on."
-            )
+            raise TrainingDiverged(self._message("train/loss is not finite", trainer, pl_module))
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        # the last steps of an epoch can blow the weights up after a finite loss: check them
+        # once before they make maps (NaN maps would stop the run with a less clear message)
+        params = [p.detach().isfinite().all() for p in pl_module.parameters()]
+        bad = bool(params) and not bool(torch.stack(params).all())
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            raise TrainingDiverged(self._message("the weights are not finite", trainer, pl_module))
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
+                                dataloader_idx: int = 0) -> None:
+        # huge but finite weights can still give infinite features, hence NaN maps
+        tensors = [v for v in (outputs or {}).values() if isinstance(v, torch.Tensor)] \
+            if isinstance(outputs, dict) else []
+        bad = bool(tensors) and not all(bool(t.isfinite().all()) for t in tensors)
+        if trainer.strategy.reduce_boolean_decision(bad, all=False):
+            raise TrainingDiverged(self._message("the network's outputs on the val split are not "
+                                                 "finite", trainer, pl_module))
+
+    @staticmethod
+    def _message(what: str, trainer, pl_module) -> str:
+        optim = pl_module.hparams.optim
+        return (f"{what} at epoch {trainer.current_epoch}, step {trainer.global_step} "
+                f"(model.optim.lr={optim.get('lr')}, model.optim.weight_decay="
+                f"{optim.get('weight_decay')}): the training diverged. Lower model.optim.lr (or the "
+                "weight decay); in a search this trial is recorded as failed and the search goes on.")
 
 
 def objective_value(cfg: DictConfig, trainer: L.Trainer, metrics: dict[str, float]) -> float:
@@ -108,8 +134,8 @@ def write_trial(output_dir: str | Path, cfg: DictConfig, status: str, value: flo
 
 def run_trial(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) -> Any:
     """Run ``train(cfg)``. Without ``optimized_metric``: return its metrics. With it (a search
-    job): return the objective for the sweeper (NaN when the training diverged) and record the
-    trial; a crash is recorded, then re-raised for the sweeper to count as a failed trial."""
+    job): record the trial and return the objective for the sweeper; a diverged or crashed
+    trial is recorded, then raised to the sweeper, which counts it as failed and goes on."""
     if not cfg.get("optimized_metric"):
         return train(cfg)
     output_dir = cfg.paths.output_dir
@@ -118,7 +144,9 @@ def run_trial(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) 
     except TrainingDiverged as error:
         write_trial(output_dir, cfg, "diverged", None, error=str(error))
         print(f"camexp: trial diverged, recorded as failed: {error}")
-        return math.nan
+        # not a UserError: the sweeper records the trial as failed and goes on (a NaN value
+        # would be refused by hydra-optuna-sweeper 1.3's failure path)
+        raise TrialDiverged(str(error)) from None
     except Exception as error:
         write_trial(output_dir, cfg, "failed", None, error=traceback.format_exc())
         raise error
