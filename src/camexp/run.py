@@ -78,7 +78,8 @@ DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WOR
 
 @contextmanager
 def one_job() -> Iterator[None]:
-    """Leave no distributed state behind a job, so the next job of a multirun starts clean.
+    """Leave no distributed state (and no open W&B run) behind a job, so the next job of a
+    multirun starts clean.
 
     Lightning's DDP launcher writes the rank variables into this process's environment and
     keeps the process group alive: the next job would think its processes were started
@@ -88,6 +89,10 @@ def one_job() -> Iterator[None]:
     try:
         yield
     finally:
+        # a W&B run left open would take the next job's logs (jobs of a sweep share the process)
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for key, value in saved.items():
