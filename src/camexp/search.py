@@ -85,7 +85,7 @@ class DivergenceGuard(L.Callback):
 
     @staticmethod
     def _message(what: str, trainer, pl_module) -> str:
-        optim = pl_module.hparams.optim
+        optim = getattr(pl_module.hparams, "optim", None) or {}  # any LightningModule
         return (f"{what} at epoch {trainer.current_epoch}, step {trainer.global_step} "
                 f"(model.optim.lr={optim.get('lr')}, model.optim.weight_decay="
                 f"{optim.get('weight_decay')}): the training diverged. Lower model.optim.lr (or the "
