@@ -94,7 +94,7 @@ def test_local_processes_launcher_config(tmp_path: Path) -> None:
 def test_two_jobs_through_the_local_submitit_launcher(tmp_path: Path, data_dir: Path) -> None:
     cfg = compose_config("train", TINY_SYNTHETIC, tmp_path / "unused", data_dir)
     prepare_data(cfg)  # generate the dataset once, not in both jobs at the same time
-    result = _cli("camexp.train", "-m", "hydra/launcher=local_processes", "model.pool=gap,gmp",
+    result = _cli("camexp.train", "-m", "hydra/launcher=local_processes", "model.pool=gap,gmp", "tags=[pools]",
                   *TINY_SYNTHETIC, *QUICK, f"paths.data_dir={data_dir}", cwd=tmp_path, timeout=240)
     assert result.returncode == 0, (result.stdout[-2000:], result.stderr[-3000:])
     jobs = _jobs(tmp_path / "outputs" / "train" / "multiruns")

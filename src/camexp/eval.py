@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from camexp.errors import UserError, exit_on_user_error, run_cli
+from camexp.ledger import record_test_evaluation
 from camexp.module import CAMClassifier
 from camexp.run import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
 from camexp.run_settings import apply_training_settings
+from camexp.run_start import start_run
 from camexp.runfolder import RunFolder
 
 
@@ -23,6 +25,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"Checkpoint {ckpt_path} does not exist. Pass ckpt_path= a .ckpt file written by "
             "camexp.train (its run folder's checkpoints/last.ckpt or the best epoch_*.ckpt)."
         )
+    start_run(cfg, tags_required=False)  # threshold sweeps of one checkpoint need no tags
     # the training run's data and localization settings, unless overridden here (printed)
     apply_training_settings(cfg, ckpt_path)
     datamodule = prepare_data(cfg)
@@ -46,6 +49,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     trainer = build_trainer(cfg)
     test_or_exit_preempted(trainer, model, datamodule)
+    if trainer.is_global_zero:
+        # counted for the config that trained the checkpoint (its run folder), when known
+        trained = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
+        tested = OmegaConf.load(trained) if trained.is_file() else cfg
+        record_test_evaluation(tested, cfg.paths.log_dir, cfg.paths.output_dir, "eval")
     return finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)
 
 

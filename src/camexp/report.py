@@ -7,7 +7,9 @@ into ``<folder>/report/`` (or ``--out``):
 
 - ``report.md``: the runs table of every run, preset or not (:mod:`camexp.report_runs`: one
   row per run, also ``runs.csv`` and ``runs.png``), then one Markdown table per paper table:
-  row, metric, paper, ours, ours - paper, run id (the run folder relative to ``<folder>``), status;
+  row, metric, paper, ours, ours - paper, run id (the run folder relative to ``<folder>``), status; a test number whose config had its
+  test split evaluated more than once (``test_record.json``, :mod:`camexp.ledger`) is marked
+  ``(test evaluated Nx)``;
 - ``report.csv``: the same lines with a ``table`` column;
 - ``<table>.png``: a bar plot of ours versus the paper's per table.
 
@@ -37,10 +39,12 @@ from typing import Any
 import yaml
 
 from camexp.errors import UserError, exit_on_user_error
+from camexp.ledger import read_test_record
 from camexp.report_field import write_field_table
 
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "conf" / "experiment"
-FIELDS = ("table", "row", "preset", "metric", "paper", "ours", "diff", "run", "status", "overrides")
+FIELDS = ("table", "row", "preset", "metric", "paper", "ours", "diff", "run", "status", "overrides",
+          "test_evaluations")
 
 
 @dataclass
@@ -66,6 +70,8 @@ class Run:
     paper: list[PaperRow] = field(default_factory=list)
     choices: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # times the test split of this run's config was evaluated (camexp.ledger), None: unknown
+    test_evaluations: int | None = None
 
 
 def parse_paper(node: Any, preset: str | None = None) -> list[PaperRow]:
@@ -150,6 +156,8 @@ def read_run(path: Path, root: Path) -> Run:
               overrides=[str(o) for o in overrides if not str(o).startswith("experiment=")],
               preset=preset, choices=dict(choices), warnings=_read_warnings(path / "metrics.json"))
     run.paper = parse_paper(config.get("paper"), preset)
+    record = read_test_record(path)
+    run.test_evaluations = int(record["test_evaluations"]) if record else None
     return run
 
 
@@ -210,6 +218,7 @@ def report_lines(runs: Sequence[Run], presets: dict[str, list[PaperRow]],
                     "metric": metric, "paper": paper_value, "ours": ours,
                     "diff": None if ours is None else ours - paper_value, "run": run.run_id,
                     "status": status, "overrides": " ".join(run.overrides),
+                    "test_evaluations": run.test_evaluations if metric.startswith("test/") else None,
                 })
     _mark_varying_overrides(lines)
     tables = {line["table"] for line in lines}
@@ -223,7 +232,8 @@ def report_lines(runs: Sequence[Run], presets: dict[str, list[PaperRow]],
             for metric, paper_value in paper_row.metrics.items():
                 lines.append({"table": paper_row.table, "row": paper_row.row, "preset": name,
                               "metric": metric, "paper": paper_value, "ours": None, "diff": None,
-                              "run": "", "status": "missing", "overrides": "", "varies": ""})
+                              "run": "", "status": "missing", "overrides": "", "varies": "",
+                              "test_evaluations": None})
     order = {table: i for i, table in enumerate(_table_order(lines))}
     return sorted(lines, key=lambda line: order[line["table"]])
 
@@ -267,8 +277,11 @@ def write_markdown(lines: Sequence[dict[str, Any]], path: Path, source: Path,
                 "| row | preset | metric | paper | ours | diff | run | status |",
                 "|---|---|---|---|---|---|---|---|"]
         for r in rows:
+            ours = _fmt(r["ours"])
+            if ours and (r.get("test_evaluations") or 0) > 1:
+                ours += f" (test evaluated {r['test_evaluations']}x)"  # the field reports it once
             run = f"`{r['run']}`" + (f" ({r['varies']})" if r["varies"] else "") if r["run"] else ""
-            out.append(f"| {r['row']} | {r['preset']} | {r['metric']} | {_fmt(r['paper'])} | {_fmt(r['ours'])} | "
+            out.append(f"| {r['row']} | {r['preset']} | {r['metric']} | {_fmt(r['paper'])} | {ours} | "
                        f"{_fmt(r['diff'])} | {run} | {r['status']} |")
         out.append("")
     path.write_text("\n".join(out))

@@ -53,10 +53,29 @@ def keep_ddp_processes_in_this_job() -> None:
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return
-    sys.argv = [sys.argv[0], *hydra_cfg.overrides.task]
+    sys.argv = [sys.argv[0], *config_flags(sys.argv[1:]), *hydra_cfg.overrides.task]
     OmegaConf.set_readonly(hydra_cfg, False)
     with open_dict(hydra_cfg):
         hydra_cfg.run.dir = hydra_cfg.runtime.output_dir
+
+
+CONFIG_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp")
+
+
+def config_flags(argv: list[str]) -> list[str]:
+    """The flags of ``argv`` that choose the primary config (``--config-dir``, ``-cn`` ...):
+    the extra DDP processes must compose the same config as this job."""
+    kept, take_next = [], False
+    for arg in argv:
+        if take_next:
+            kept.append(arg)
+            take_next = False
+        elif arg in CONFIG_FLAGS:
+            kept.append(arg)
+            take_next = True
+        elif arg.split("=", 1)[0] in CONFIG_FLAGS:
+            kept.append(arg)
+    return kept
 
 
 DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -64,7 +83,8 @@ DDP_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WOR
 
 @contextmanager
 def one_job() -> Iterator[None]:
-    """Leave no distributed state behind a job, so the next job of a multirun starts clean.
+    """Leave no distributed state (and no open W&B run) behind a job, so the next job of a
+    multirun starts clean.
 
     Lightning's DDP launcher writes the rank variables into this process's environment and
     keeps the process group alive: the next job would think its processes were started
@@ -74,6 +94,10 @@ def one_job() -> Iterator[None]:
     try:
         yield
     finally:
+        # a W&B run left open would take the next job's logs (jobs of a sweep share the process)
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and getattr(wandb, "run", None) is not None:
+            wandb.finish()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for key, value in saved.items():

@@ -11,10 +11,13 @@ from omegaconf import DictConfig
 
 from camexp.checkpointing import check_resume_compatible, exit_preempted, resolve_resume
 from camexp.errors import exit_on_user_error, run_cli
+from camexp.ledger import record_test_evaluation
 from camexp.loggers import trim_csv_log
 from camexp.run import build_trainer, finish_run, one_job, prepare_data
 from camexp.run_settings import RunSettings
+from camexp.run_start import start_run
 from camexp.runfolder import RunFolder
+from camexp.search import objective_value, run_trial
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -23,13 +26,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ``resume=auto`` continues from the checkpoint of the run folder furthest in training,
     ``ckpt_path=`` from a given one. A SIGTERM/SIGUSR1 (preemption) in any stage exits with
     status 75 (``SystemExit``), after saving ``checkpoints/preempted.ckpt`` while fitting.
-    The run folder is locked for the run (:class:`camexp.runfolder.RunFolder`).
+    The run folder is locked for the run (:class:`camexp.runfolder.RunFolder`). A test
+    evaluation is counted in the test ledger (``test_record.json``). In a search job
+    (``optimized_metric`` set) the metrics also carry ``_objective``, the sweeper's value.
     """
     with RunFolder(cfg.paths.output_dir) as folder:
         return _train(cfg, folder)
 
 
 def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
+    start_run(cfg)
     datamodule = prepare_data(cfg)
     model = instantiate(cfg.model, _convert_="all")
     trainer = build_trainer(cfg)
@@ -52,17 +58,24 @@ def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
             metrics.update(trainer.callback_metrics)
+            if trainer.is_global_zero:
+                record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train")
     except SIGTERMException:
         fitting = trainer.state.fn == "fit" or not trainer.state.fn
         exit_preempted(trainer, f"saved {checkpoint_dir / 'preempted.ckpt'}" if fitting else
                        f"stopped during the test; training is complete in {checkpoint_dir}")
-    return finish_run(trainer, metrics, cfg.paths.output_dir)
+    numbers = finish_run(trainer, metrics, cfg.paths.output_dir)
+    if cfg.get("optimized_metric"):
+        numbers["_objective"] = objective_value(cfg, trainer, numbers)
+    return numbers
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    # a search job returns its objective to the sweeper (hparams_search=...); others None
     with one_job():
-        exit_on_user_error(lambda: train(cfg))
+        result = exit_on_user_error(lambda: run_trial(cfg, train))
+    return result if cfg.get("optimized_metric") else None
 
 
 if __name__ == "__main__":

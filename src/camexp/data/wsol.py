@@ -284,6 +284,22 @@ def names_from_ids(splits: dict[str, Split], num_classes: int) -> list[str]:
     return names
 
 
+def rows_per_class(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, list]:
+    """``per_class`` rows of each label, drawn without replacement from a generator seeded by
+    ``seed`` (classes in sorted order, so the draw does not depend on the row order of other
+    classes); returns the sorted rows and ``(label, count)`` of the classes that have fewer."""
+    rng = np.random.default_rng(seed)
+    chosen: list[np.ndarray] = []
+    short: list[tuple[int, int]] = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) < per_class:
+            short.append((int(label), len(rows)))
+        chosen.append(rng.choice(rows, size=min(per_class, len(rows)), replace=False))
+    rows = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+    return rows.astype(np.int64), short
+
+
 # -- the base DataModule ----------------------------------------------------------------------
 
 
@@ -334,6 +350,7 @@ class WSOLDataModule(L.LightningDataModule):
         train_on: str = "train",
         holdout_fraction: float = 0.2,
         check_eval_splits: bool = True,
+        val_per_class: int | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < val_fraction < 1.0:
@@ -378,6 +395,13 @@ class WSOLDataModule(L.LightningDataModule):
         # decode every val and test image before training: a bad one found after the whole
         # training would cost the run (they are small next to train)
         self.check_eval_splits = check_eval_splits
+        if val_per_class is not None and (isinstance(val_per_class, bool)
+                                          or not isinstance(val_per_class, int) or val_per_class < 1):
+            raise DatasetError(
+                f"data.val_per_class={val_per_class!r} must be a positive integer (images per "
+                "class kept in the val split) or null (all of them)."
+            )
+        self.val_per_class = val_per_class
         self.tables: Tables | None = None
         self.skipped: list[tuple[str, str, str]] = []  # (split, image id, why) left out
         self.datasets: dict[str, WSOLDataset] = {}
@@ -421,6 +445,8 @@ class WSOLDataModule(L.LightningDataModule):
                     f"data.num_classes={self.num_classes}. Set "
                     f"data.num_classes={len(tables.class_names)}."
                 )
+            if self.val_per_class is not None:
+                self._limit_val(tables)
             if self.train_on == "val":
                 tables.splits = self._val_as_training(tables.splits)
             self.tables = tables
@@ -439,6 +465,23 @@ class WSOLDataModule(L.LightningDataModule):
         train_rows, held_rows = split_train_val(val.labels, np.arange(len(val)),
                                                 self.holdout_fraction, self.split_seed)
         return {**splits, "train": val.take(train_rows, "train"), "val": val.take(held_rows, "val")}
+
+    def _limit_val(self, tables: Tables) -> None:
+        """Keep ``val_per_class`` images of each class in the val split (the field's per-class
+        budget of fully-annotated images), drawn without replacement, seeded by ``split_seed``
+        (the same subset for every trial of a search, whatever the training seed). Images left
+        out of val are not given to train. Classes with fewer images keep all (noted)."""
+        val = tables.splits["val"]
+        rows, short = rows_per_class(val.labels, self.val_per_class, self.split_seed)
+        tables.splits["val"] = val.take(rows, "val")
+        note = (f"data.val_per_class={self.val_per_class}: val keeps {len(rows)} of {len(val)} "
+                f"images (seeded by data.split_seed={self.split_seed})")
+        if short:
+            names = ", ".join(f"{tables.class_names[c] if c < len(tables.class_names) else c} ({n})"
+                              for c, n in short[:5])
+            note += (f"; {len(short)} class(es) have fewer and keep all of theirs, e.g. {names}")
+            log.warning("%s", note)
+        tables.notes.append(note + ".")
 
     def check(self) -> None:
         """Fast checks before any model is built (raises DatasetError): the layout, every
