@@ -111,3 +111,15 @@ def test_gpu_presets_turn_channels_last_on(tmp_path, trainer, expected) -> None:
     off = compose_config("train", [f"trainer={trainer}", "model.channels_last=false"],
                          tmp_path / "out", tmp_path / "data")
     assert off.model.channels_last is False
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.compile=yes", r"model.compile='yes' must be true or false"),
+    ("data.decode_device=gpu", r"data.decode_device='gpu' is not allowed; use one of \['cpu', 'cuda'\]"),
+])
+def test_speed_settings_are_validated(tmp_path, override, message) -> None:
+    from camexp.config import ConfigError, validate
+
+    cfg = compose_config("train", [override], tmp_path / "out", tmp_path / "data")
+    with pytest.raises(ConfigError, match=message):
+        validate(cfg)
