@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench bench-gpu clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ bench: $(STAMP)
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_localization.py
 	$(PY) bench/bench_methods.py
+
+## make bench-gpu: bf16 / channels-last / compile and CPU vs GPU JPEG decoding on one GPU (says so without one)
+bench-gpu: $(STAMP)
+	$(PY) bench/bench_gpu.py
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache

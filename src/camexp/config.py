@@ -35,6 +35,9 @@ def validate(cfg: DictConfig) -> None:
         if not isinstance(model.head.get("num_convs"), int) or model.head.num_convs < 0:
             raise ConfigError(f"model.head.num_convs={model.head.num_convs!r} must be an integer >= 0.")
         _check_choice("model.scheduler.name", model.scheduler.get("name"), SCHEDULERS)
+        for key in ("channels_last", "compile"):
+            if not isinstance(model.get(key, False), bool):
+                raise ConfigError(f"model.{key}={model.get(key)!r} must be true or false.")
         if model.get("pretrained") and BACKBONES[model.arch].imagenet_weights is None:
             raise ConfigError(
                 f"model.pretrained=true, but model.arch={model.arch!r} has no ImageNet weights; "
@@ -56,6 +59,7 @@ def validate(cfg: DictConfig) -> None:
         _check_choice("data.split", data.get("split", "official"), ("official", "wsol"))
         _check_choice("data.on_bad_image", data.get("on_bad_image", "error"), ("error", "skip"))
         _check_choice("data.train_on", data.get("train_on", "train"), ("train", "val"))
+        _check_choice("data.decode_device", data.get("decode_device", "cpu"), ("cpu", "cuda"))
         if data.get("eval_batch_size") is not None:
             _check_positive("data.eval_batch_size", data.get("eval_batch_size"))
         _check_crop(data)

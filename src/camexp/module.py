@@ -22,6 +22,12 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
+from camexp.acceleration import (
+    batch_to_channels_last,
+    compile_errors,
+    compile_net,
+    to_channels_last,
+)
 from camexp.data.samplers import sample_seed
 from camexp.data.transforms import normalize_images
 from camexp.methods import CAM, Method
@@ -60,6 +66,9 @@ class CAMClassifier(L.LightningModule):
         scheduler: ``{"name": "step"|"cosine"|"none", "step_size": epochs, "gamma": float}``.
         method: the ``method`` config (``{"_target_": "camexp.methods.ADL", ...}``); CAM if None.
         seed: seeds the method's random draws per step, with the global step and the rank.
+        channels_last: the network's weights and the batches in channels-last memory format.
+        compile: ``torch.compile`` the network's trunk and head (:mod:`camexp.acceleration`).
+            Both are run-time settings, not saved with the checkpoint's hyper-parameters.
     """
 
     def __init__(
@@ -74,10 +83,12 @@ class CAMClassifier(L.LightningModule):
         scheduler: dict[str, Any] | None = None,
         method: dict[str, Any] | None = None,
         seed: int = 0,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         head, optim, scheduler, method = _plain(head), _plain(optim), _plain(scheduler), _plain(method)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["channels_last", "compile"])
         self.method = build_method(method)
         self.seed = int(seed or 0)
         head = {"num_convs": 1, "width": 1024, **(head or {})}
@@ -93,6 +104,12 @@ class CAMClassifier(L.LightningModule):
             head_width=head["width"], pretrained=pretrained, weights_path=weights_path,
             method=self.method,
         )
+        self.channels_last = bool(channels_last)
+        self.compiled = bool(compile)
+        if self.channels_last:
+            to_channels_last(self.net)
+        if self.compiled:
+            compile_net(self.net)
         top_k = min(5, num_classes)
         self.metrics = torch.nn.ModuleDict({
             f"{stage}_{name}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
@@ -107,20 +124,32 @@ class CAMClassifier(L.LightningModule):
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         # Batches travel as uint8; normalize on the device, keep the pixels for pictures.
         batch["input"] = normalize_images(batch["image"])
+        if self.channels_last:
+            batch["input"] = batch_to_channels_last(batch["input"])
         return batch
+
+    def _compile_errors(self):
+        return compile_errors(self.compiled, self.method.name, self.net.arch)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         # the method's draws: a function of (seed, step, rank), so runs repeat and resume exactly
         self.method.rng = np.random.default_rng(sample_seed(self.seed, self.global_step, self.global_rank))
         batch = self.method.transform_batch(batch)
-        outputs = self.method.forward(self.net, batch["input"], batch["label"])
-        loss = self.method.loss(self.net, outputs, batch)
+        with self._compile_errors():
+            outputs = self.method.forward(self.net, batch["input"], batch["label"])
+            loss = self.method.loss(self.net, outputs, batch)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=len(batch["label"]))
         return loss
 
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        # inductor compiles the backward graph at the first backward pass
+        with self._compile_errors():
+            super().backward(loss, *args, **kwargs)
+
     def _evaluate(self, batch: dict, stage: str) -> dict[str, Tensor]:
-        outputs = self.method.forward(self.net, batch["input"], batch["label"])
+        with self._compile_errors():
+            outputs = self.method.forward(self.net, batch["input"], batch["label"])
         logits = outputs["logits"]
         loss = F.cross_entropy(logits, batch["label"])
         size = len(logits)

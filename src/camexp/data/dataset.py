@@ -24,8 +24,9 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image, read_file
 
 from camexp.data.cub import DatasetError
+from camexp.data.device_decode import jpeg_size
 from camexp.data.samplers import sample_seed
-from camexp.data.transforms import resize_mask
+from camexp.data.transforms import TrainTransform, resize_mask
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,16 @@ def read_image(path: Path) -> Tensor:
     try:
         with open(path, "rb") as file:
             data = file.read()
+    except OSError as error:
+        raise DatasetError(
+            f"Cannot read image {path}: {error}. Replace the file with an intact copy."
+        ) from error
+    return decode_bytes(data, path)
+
+
+def decode_bytes(data: bytes, name: str | Path) -> Tensor:
+    """:func:`read_image` of a file's bytes already read; ``name`` for the message."""
+    try:
         if data[:2] == b"\xff\xd8":
             try:
                 if simplejpeg.decode_jpeg_header(data)[2] in ("YCbCr", "Gray"):
@@ -57,8 +68,22 @@ def read_image(path: Path) -> Tensor:
                             mode=ImageReadMode.RGB)
     except (RuntimeError, OSError) as error:
         raise DatasetError(
+            f"Cannot read image {name}: {error}. Replace the file with an intact copy."
+        ) from error
+
+
+def read_encoded(path: Path) -> tuple[Tensor, tuple[int, int]] | None:
+    """The bytes of a JPEG the GPU decoder is given, as a uint8 tensor, and its (H, W) from
+    the header; None for any other file (it is decoded on the CPU as usual)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise DatasetError(
             f"Cannot read image {path}: {error}. Replace the file with an intact copy."
         ) from error
+    size = jpeg_size(data)
+    return None if size is None else (torch.frombuffer(bytearray(data), dtype=torch.uint8), size)
 
 
 def read_mask(path: Path) -> Tensor:
@@ -118,6 +143,9 @@ class WSOLDataset(Dataset):
         self.on_bad_image = on_bad_image
         self.boxes_from_masks = boxes_from_masks
         self.seed = seed
+        # data.decode_device=cuda: items carry encoded JPEGs, decoded on the device
+        # (camexp.data.device_decode); set by the DataModule once it knows the device
+        self.decode_on_device = False
 
     @classmethod
     def from_split(cls, split, transform: Callable, mask_files=None, ignore_files=None,
@@ -156,8 +184,10 @@ class WSOLDataset(Dataset):
         augmentation is then seeded from ``(seed, epoch, index)`` and nothing else."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
         path = self.image_file(index)
+        encoded = None
         try:
-            image = read_image(path)
+            encoded = read_encoded(path) if self.decode_on_device else None
+            image = read_image(path) if encoded is None else None
             mask = None if self.mask_files is None else self._mask(index)
         except DatasetError as error:
             if self.on_bad_image != "skip":
@@ -172,7 +202,12 @@ class WSOLDataset(Dataset):
         if self.boxes_from_masks and mask is not None:
             boxes, mask = mask
         generator = torch.Generator().manual_seed(sample_seed(self.seed, epoch, index))
-        image, boxes, mask = self.transform(image, boxes, mask, generator=generator)
+        if encoded is None:
+            image, boxes, mask = self.transform(image, boxes, mask, generator=generator)
+        else:  # the same draws and box/mask arithmetic; the image waits for the device
+            params = self.transform.draw(generator)
+            boxes = self.transform.apply_boxes(boxes, encoded[1], params)
+            mask = self.transform.apply_mask(mask, params)
         item = {
             "image": image,
             "label": int(self.labels[index]),
@@ -180,11 +215,14 @@ class WSOLDataset(Dataset):
             "image_id": self._ids[index].decode("utf-8"),
             "index": index,
         }
+        if encoded is not None:
+            item["encoded"], item["params"] = encoded[0], params
+            item["train"] = isinstance(self.transform, TrainTransform)
         if mask is not None:
             item["mask"] = mask
         if self.ignore_files is not None:
             ignore = self.ignore_files[index]
-            size = tuple(image.shape[-2:])
+            size = tuple(self.transform.output_size if image is None else image.shape[-2:])
             item["ignore"] = (torch.zeros(size, dtype=torch.uint8) if ignore is None
                               else resize_mask(read_mask(Path(ignore)), size))
         return item
@@ -236,7 +274,7 @@ def collate(items: list[dict | None]) -> dict:
     for row, item in enumerate(items):
         boxes[row, : len(item["boxes"])] = item["boxes"]
     batch = {
-        "image": torch.stack([item["image"] for item in items]),
+        "image": _stack_images(items),
         "label": torch.tensor([item["label"] for item in items]),
         "boxes": boxes,
         "num_boxes": torch.tensor([len(item["boxes"]) for item in items]),
@@ -247,4 +285,28 @@ def collate(items: list[dict | None]) -> dict:
         batch["mask"] = torch.stack([item["mask"] for item in items])
     if "ignore" in items[0]:
         batch["ignore"] = torch.stack([item["ignore"] for item in items])
+    if any("encoded" in item for item in items):
+        batch["decode"] = _decode_entry(items)
     return batch
+
+
+def _stack_images(items: list[dict]) -> Tensor | None:
+    """The images, or None when some wait for the device (``batch["decode"]`` holds them)."""
+    if any(item["image"] is None for item in items):
+        return None
+    return torch.stack([item["image"] for item in items])
+
+
+def _decode_entry(items: list[dict]) -> dict:
+    """What :func:`camexp.data.device_decode.decode_batch` needs: the encoded bytes (None for
+    rows decoded in the worker), their (top, left, flip), and the worker-decoded images."""
+    cpu_rows = [row for row, item in enumerate(items) if item["image"] is not None]
+    return {
+        "train": any(item.get("train", False) for item in items),
+        "encoded": [item.get("encoded") for item in items],
+        "params": torch.tensor([item.get("params", (0, 0, False)) for item in items],
+                               dtype=torch.int64),
+        "cpu_rows": torch.tensor(cpu_rows, dtype=torch.int64),
+        "cpu_images": (torch.stack([items[row]["image"] for row in cpu_rows]) if cpu_rows
+                       else torch.zeros(0, dtype=torch.uint8)),
+    }

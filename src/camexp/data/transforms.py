@@ -37,9 +37,7 @@ def resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
     if image.dtype == torch.uint8 and image.device.type == "cpu":
         return TF.resize(image, list(size), interpolation=TF.InterpolationMode.BILINEAR,
                          antialias=True)
-    resized = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True,
-                            align_corners=False)
-    return resized[0].round_().clamp_(0, 255).to(torch.uint8)
+    return resize_image_float(image, size)
 
 
 def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
@@ -66,24 +64,61 @@ def normalize_images(images: Tensor) -> Tensor:
     return (images.float() / 255.0 - mean) / std
 
 
+def resize_image_float(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """(3, h, w) uint8 -> (3, H, W) uint8 through float: bilinear with antialiasing, rounded.
+
+    The device path's resize (``data.decode_device=cuda``; torch has no uint8 antialiased
+    kernel on CUDA), on whatever device ``image`` lives: within a grey level of
+    :func:`resize_image`'s uint8 kernel.
+    """
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    resized = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True,
+                            align_corners=False)
+    return resized[0].round_().clamp_(0, 255).to(torch.uint8)
+
+
 class EvalTransform:
-    """Resize to ``size`` (H, W) directly; boxes scaled and floored (the field's protocol)."""
+    """Resize to ``size`` (H, W) directly; boxes scaled and floored (the field's protocol).
+
+    The pieces (:meth:`draw`, :meth:`apply_boxes`, :meth:`apply_mask`, :meth:`apply_image`)
+    are what the device-decoding path (:mod:`camexp.data.device_decode`) calls separately:
+    boxes and masks in the worker, the image on the GPU after decoding.
+    """
 
     def __init__(self, size: tuple[int, int]) -> None:
         self.size = (int(size[0]), int(size[1]))
 
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.size
+
+    def draw(self, generator=None) -> tuple[int, int, bool]:
+        """No random draw: ``(top, left, flip)`` of the identity."""
+        return 0, 0, False
+
+    def apply_boxes(self, boxes: Tensor, original_hw: tuple[int, int], params) -> Tensor:
+        return scale_boxes(boxes, tuple(original_hw), self.size, floor=True)
+
+    def apply_mask(self, mask: Tensor | None, params) -> Tensor | None:
+        return None if mask is None else resize_mask(mask, self.size)
+
+    def apply_image(self, image: Tensor, params, resize=resize_image) -> Tensor:
+        return resize(image, self.size)
+
     def __call__(self, image: Tensor, boxes: Tensor, mask: Tensor | None = None, generator=None):
-        original = tuple(image.shape[-2:])
-        boxes = scale_boxes(boxes, original, self.size, floor=True)
-        mask = None if mask is None else resize_mask(mask, self.size)
-        return resize_image(image, self.size), boxes, mask
+        params = self.draw(generator)
+        boxes = self.apply_boxes(boxes, tuple(image.shape[-2:]), params)
+        return self.apply_image(image, params), boxes, self.apply_mask(mask, params)
 
 
 class TrainTransform:
     """Resize to ``resize`` (H, W), random ``crop`` x ``crop`` window, random horizontal flip.
 
     Boxes are scaled (not floored), shifted into the crop, clipped to ``[0, crop - 1]`` and
-    mirrored with the inclusive-pixel convention (``x -> crop - 1 - x``).
+    mirrored with the inclusive-pixel convention (``x -> crop - 1 - x``). The crop and the
+    flip (:meth:`draw`) come from the sample's generator only, so the device-decoding path,
+    which draws them in the worker and applies them on the GPU, gets the same ones.
     """
 
     def __init__(self, resize: tuple[int, int], crop: int, flip: bool = True) -> None:
@@ -96,31 +131,49 @@ class TrainTransform:
                 "the crop must fit inside the resized image."
             )
 
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.crop, self.crop
+
+    def draw(self, generator: torch.Generator | None = None) -> tuple[int, int, bool]:
+        """``(top, left, flip)``: the crop's corner and the flip, from ``generator`` (the
+        global RNG when None), in this order."""
+        (resized_h, resized_w), crop = self.resize, self.crop
+        top = int(torch.randint(0, resized_h - crop + 1, (), generator=generator))
+        left = int(torch.randint(0, resized_w - crop + 1, (), generator=generator))
+        flip = self.flip and float(torch.rand((), generator=generator)) < 0.5
+        return top, left, bool(flip)
+
+    def apply_boxes(self, boxes: Tensor, original_hw: tuple[int, int], params) -> Tensor:
+        # box arithmetic on a few numbers: a handful of numpy operations, not a chain of torch ops
+        top, left, flip = params
+        height, width = original_hw
+        (resized_h, resized_w), crop = self.resize, self.crop
+        sx, sy = resized_w / width, resized_h / height
+        b = boxes.numpy().reshape(-1, 4) * np.array([sx, sy, sx, sy]) - (left, top, left, top)
+        b.clip(0, crop - 1, out=b)
+        if flip:
+            b = b[:, [2, 1, 0, 3]]
+            b[:, 0::2] = (crop - 1) - b[:, 0::2]
+        return torch.from_numpy(b.astype(np.float32)).to(boxes.dtype)
+
+    def _crop_flip(self, pixels: Tensor, params) -> Tensor:
+        top, left, flip = params
+        pixels = pixels[..., top : top + self.crop, left : left + self.crop]
+        return pixels.flip(-1) if flip else pixels
+
+    def apply_mask(self, mask: Tensor | None, params) -> Tensor | None:
+        return None if mask is None else self._crop_flip(resize_mask(mask, self.resize), params)
+
+    def apply_image(self, image: Tensor, params, resize=resize_image) -> Tensor:
+        # a view of the resized image: collate's stack copies it once, into the batch
+        return self._crop_flip(resize(image, self.resize), params)
+
     def __call__(
         self, image: Tensor, boxes: Tensor, mask: Tensor | None = None,
         generator: torch.Generator | None = None,
     ):
         """``generator`` draws the crop and the flip (the global RNG when None)."""
-        height, width = image.shape[-2:]
-        image = resize_image(image, self.resize)
-        mask = None if mask is None else resize_mask(mask, self.resize)
-
-        (resized_h, resized_w), crop = self.resize, self.crop
-        top = int(torch.randint(0, resized_h - crop + 1, (), generator=generator))
-        left = int(torch.randint(0, resized_w - crop + 1, (), generator=generator))
-        flip = self.flip and float(torch.rand((), generator=generator)) < 0.5
-        image = image[:, top : top + crop, left : left + crop]
-        mask = None if mask is None else mask[top : top + crop, left : left + crop]
-
-        # box arithmetic on a few numbers: a handful of numpy operations, not a chain of torch ops
-        sx, sy = resized_w / width, resized_h / height
-        b = boxes.numpy().reshape(-1, 4) * np.array([sx, sy, sx, sy]) - (left, top, left, top)
-        b.clip(0, crop - 1, out=b)
-        if flip:
-            image = image.flip(-1)
-            mask = None if mask is None else mask.flip(-1)
-            b = b[:, [2, 1, 0, 3]]
-            b[:, 0::2] = (crop - 1) - b[:, 0::2]
-        boxes = torch.from_numpy(b.astype(np.float32)).to(boxes.dtype)
-        # a view of the resized image: collate's stack copies it once, into the batch
-        return image, boxes, mask
+        params = self.draw(generator)
+        boxes = self.apply_boxes(boxes, tuple(image.shape[-2:]), params)
+        return self.apply_image(image, params), boxes, self.apply_mask(mask, params)

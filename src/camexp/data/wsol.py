@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from camexp.data.cub import DatasetError, check_inside, split_train_val, text_lines
 from camexp.data.dataset import WSOLDataset, collate
+from camexp.data.device_decode import DECODE_DEVICES, decode_batch, device_decoder_problem
 from camexp.data.metadata import MetadataError, read_metadata
 from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler
 from camexp.data.transforms import EvalTransform, TrainTransform
@@ -351,8 +352,16 @@ class WSOLDataModule(L.LightningDataModule):
         holdout_fraction: float = 0.2,
         check_eval_splits: bool = True,
         val_per_class: int | None = None,
+        decode_device: str = "cpu",
     ) -> None:
         super().__init__()
+        if decode_device not in DECODE_DEVICES:
+            raise DatasetError(
+                f"data.decode_device={decode_device!r} is not allowed; use 'cpu' (decode JPEGs in "
+                "the DataLoader workers, the default) or 'cuda' (decode them on the GPU)."
+            )
+        self.decode_device = decode_device
+        self.decode_on_device = False  # decided in setup, once the run's device is known
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"data.val_fraction={val_fraction} must be in (0, 1).")
         if split not in self.splits_supported:
@@ -534,6 +543,36 @@ class WSOLDataModule(L.LightningDataModule):
             "val": self._dataset(tables.splits["val"], self.eval_transform),
             "test": self._dataset(tables.splits["test"], self.eval_transform),
         }
+        self.decode_on_device = self._decode_on_device()
+        for dataset in self.datasets.values():
+            dataset.decode_on_device = self.decode_on_device
+
+    def _decode_on_device(self) -> bool:
+        """``data.decode_device=cuda`` where the run's device has a working GPU JPEG decoder;
+        otherwise one line says why, and the workers decode on the CPU as by default."""
+        if self.decode_device != "cuda":
+            return False
+        if getattr(self, "_decode_checked", None) is not None:  # fit, then test: one notice
+            return self._decode_checked
+        trainer = self.trainer
+        device = (trainer.strategy.root_device if trainer is not None
+                  else torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+        problem = device_decoder_problem(device)
+        if problem is not None:
+            log.warning("data.decode_device=cuda: %s; decoding JPEGs on the CPU in the "
+                        "DataLoader workers instead (data.decode_device=cpu).", problem)
+        self._decode_checked = problem is None
+        return self._decode_checked
+
+    def transfer_batch_to_device(self, batch, device: torch.device, dataloader_idx: int):
+        """Move the batch; with device decoding, decode its JPEGs there (the bytes stay on
+        the host: nvjpeg reads them from there)."""
+        decode = batch.pop("decode", None) if isinstance(batch, dict) else None
+        batch = super().transfer_batch_to_device(batch, device, dataloader_idx)
+        if decode is None:
+            return batch
+        transform = self.train_transform if decode.get("train") else self.eval_transform
+        return decode_batch(batch, decode, device, transform, self.on_bad_image)
 
     def _dataset(self, split: Split, transform, seed: int = 0, train: bool = False) -> WSOLDataset:
         masks = self.masks_for(split) if self.load_masks else None
