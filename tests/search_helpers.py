@@ -31,10 +31,13 @@ CONFIG_NAME = "train_with_method"
 def write_method_conf(folder: Path) -> Path:
     """``folder/method/<name>.yaml`` stand-ins and ``folder/train_with_method.yaml``: conf/train.yaml
     with ``- method: cam`` right under ``- model: ...`` (below hparams_search, as it must be)."""
+    lines = (CONF_DIR / "train.yaml").read_text().splitlines()
+    if (CONF_DIR / "method").is_dir():  # the real method group: used as it is
+        (folder / f"{CONFIG_NAME}.yaml").write_text("\n".join(lines) + "\n")
+        return folder
     (folder / "method").mkdir(parents=True, exist_ok=True)
     for name, text in STAND_IN_METHODS.items():
         (folder / "method" / f"{name}.yaml").write_text(text)
-    lines = (CONF_DIR / "train.yaml").read_text().splitlines()
     at = next(i for i, line in enumerate(lines) if line.strip().startswith("- model:"))
     lines.insert(at + 1, "  - method: cam")
     (folder / f"{CONFIG_NAME}.yaml").write_text("\n".join(lines) + "\n")
