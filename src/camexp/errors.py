@@ -32,7 +32,8 @@ def user_error_in(error: BaseException) -> UserError | None:
         if isinstance(current, UserError):
             return current
         seen.add(id(current))
-        current = current.__cause__ or current.__context__
+        # an error raised `from None` hides its context on purpose (e.g. a diverged search trial)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
     return None
 
 
