@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_training.py
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_localization.py
+	$(PY) bench/bench_posthoc.py
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache .ruff_cache

@@ -160,7 +160,7 @@ def tiny_checkpoint(tmp_path_factory, data_dir: Path) -> Path:
     output_dir = tmp_path_factory.mktemp("posthoc") / "train"
     cfg = compose_config("train", TINY_SYNTHETIC + [
         "trainer.max_epochs=1", "trainer.limit_train_batches=3", "test=false",
-        "trainer.enable_progress_bar=false", "model.head.width=32"], output_dir, data_dir)
+        "trainer.enable_progress_bar=false", "model.head.width=8"], output_dir, data_dir)
     train(cfg)
     return output_dir / "checkpoints" / "last.ckpt"
 
@@ -170,7 +170,7 @@ def test_every_method_runs_through_eval_on_a_camexp_checkpoint(tiny_checkpoint, 
     results = {}
     for method in ["cam", *POSTHOC_METHODS]:
         out = tmp_path / method
-        cfg = compose_config("eval", EVAL + [f"ckpt_path={tiny_checkpoint}",
+        cfg = compose_config("eval", EVAL + [f"ckpt_path={tiny_checkpoint}", "trainer.limit_test_batches=1",
                                              f"localization.method={method}"], out, data_dir)
         results[method] = evaluate(cfg)
         saved = json.loads((out / "metrics.json").read_text())
@@ -178,7 +178,7 @@ def test_every_method_runs_through_eval_on_a_camexp_checkpoint(tiny_checkpoint, 
                     "loc_gt_known", "MaxBoxAccV2_center_baseline"):
             assert 0.0 <= saved[f"test/{key}"] <= 100.0, (method, key)
         assert (out / "localization/test_box_accuracy_curve.csv").is_file()
-        assert len(list((out / "cam_pictures").glob("*.png"))) == 2
+        assert len(list((out / "cam_pictures").glob("*.png"))) == 1  # test image 0 of 0 and 19
     pxap = {method: r["test/PxAP"] for method, r in results.items()}
     # GAP network: Grad-CAM, HiRes-CAM and XGrad-CAM weigh each channel by w_c / (h w)
     assert pxap["gradcam"] == pytest.approx(pxap["hirescam"], abs=1e-4)
@@ -193,24 +193,30 @@ def test_every_method_runs_through_eval_on_a_camexp_checkpoint(tiny_checkpoint, 
 @pytest.mark.slow
 def test_torchvision_classifier_through_eval_from_a_saved_weights_file(tmp_path, data_dir, capfd) -> None:
     torch.manual_seed(0)
-    weights = tmp_path / "resnet18_random.pth"
-    torch.save(torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), weights)
+    weights = tmp_path / "mobilenet_v3_small_random.pth"  # the cheapest torchvision classifier
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None, num_classes=10).state_dict(), weights)
     results = {}
-    for method in ["backprop", *POSTHOC_METHODS]:
+    # every family of cost (gradients, second order, all bias layers, per channel, none); all
+    # methods run on the camexp checkpoint above
+    for method in ["backprop", "gradcam", "gradcampp", "layercam", "shapleycam", "fullgrad",
+                   "scorecam", "ablationcam", "eigencam"]:
         out = tmp_path / method
-        overrides = EVAL + ["model=torchvision", "model.name=resnet18", f"model.weights_path={weights}",
+        overrides = EVAL + ["model=torchvision", "model.name=mobilenet_v3_small", f"model.weights_path={weights}",
                             f"localization.method={method}", "data.eval_batch_size=2",
                             "trainer.limit_test_batches=1"]
+        if method in ("scorecam", "ablationcam"):  # a narrow layer: 24 channels, 24 passes a map
+            overrides.append("localization.target_layer=features.3")
         if method == "scorecam":  # its progress bar over the forward chunks
             overrides.append("trainer.enable_progress_bar=true")
         results[method] = evaluate(compose_config("eval", overrides, out, data_dir))
         assert 0.0 <= results[method]["test/MaxBoxAccV2"] <= 100.0
         assert (out / "metrics.json").is_file()
     printed = capfd.readouterr()
-    # limit_test_batches is honoured: 1 batch of 2 images, 6 maps each, 512 channels / 32
-    assert "localization.method=scorecam (test): target layer 'layer4', 512 channels" in printed.out
+    assert "localization.method=gradcam (test): target layer 'features', 576 channels" in printed.out
+    # limit_test_batches is honoured: 1 batch of 2 images, 6 maps each, 24 channels in 1 chunk
+    assert "localization.method=scorecam (test): target layer 'features.3', 24 channels" in printed.out
     assert "1 batches" in printed.out
-    assert "scorecam forward chunks" in printed.err and "192/192" in printed.err
+    assert "scorecam forward chunks" in printed.err and "12/12" in printed.err
     pxap = {m: r["test/PxAP"] for m, r in results.items()}
     assert len({round(pxap[m], 4) for m in ("gradcam", "scorecam", "eigencam", "fullgrad")}) == 4
 
