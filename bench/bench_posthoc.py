@@ -7,7 +7,7 @@ the forward pass plus ``CAMNet.cams``; each post-hoc method is
 the table says what a method costs against CAM (Score-CAM and Ablation-CAM make one forward
 pass per channel: expect ratios of 1/100 and below).
 
-    python bench/bench_posthoc.py [--batch-size 8] [--size 112] [--rounds 3] [--methods gradcam,scorecam]
+    python bench/bench_posthoc.py [--batch-size 4] [--size 64] [--rounds 3] [--methods gradcam,scorecam]
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def timed(function, rounds: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--size", type=int, default=112)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--methods", default=",".join(POSTHOC_METHODS))
     args = parser.parse_args()
