@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_localization.py
 	$(PY) bench/bench_methods.py
+	$(PY) bench/bench_posthoc.py
 
 ## make bench-gpu: bf16 / channels-last / compile and CPU vs GPU JPEG decoding on one GPU (says so without one)
 bench-gpu: $(STAMP)

@@ -79,32 +79,38 @@ def test_training_run_logs_every_localization_metric_and_writes_the_curve(tmp_pa
 @pytest.mark.slow
 def test_two_ddp_processes_give_exactly_one_process_metrics(tmp_path, data_dir) -> None:
     """An odd-sized test split (9 classes x 3 = 27 images) over 2 gloo processes: nothing is
-    counted twice, so every summed metric equals the single-process run's."""
+    counted twice, so every summed metric equals the single-process run's, for CAM and for
+    Grad-CAM (gradients on each process's share)."""
     odd = SMALL + ["data.num_classes=9", "data.synthetic.test_per_class=3"]
     cfg = compose_config("train", odd + ["trainer.max_epochs=1", "trainer.limit_train_batches=2",
                                          "test=false"], tmp_path / "train", data_dir)
     train(cfg)
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
-    results = {}
-    for devices in (1, 2):
-        out = tmp_path / f"eval{devices}"
-        command = [sys.executable, "-m", "camexp.eval", *odd, f"ckpt_path={ckpt}",
-                   f"paths.data_dir={data_dir}", f"hydra.run.dir={out}", "trainer.accelerator=cpu",
-                   f"trainer.devices={devices}", "data.eval_batch_size=4"]
-        if devices > 1:
-            command.append("+trainer.strategy=ddp")
-        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        if devices > 1:
-            assert "MEMBER: 2/2" in done.stdout + done.stderr
-        results[devices] = json.loads((out / "metrics.json").read_text())
-    assert results[1]["test/MaxBoxAcc"] == results[2]["test/MaxBoxAcc"]
-    for key in LOCALIZATION_KEYS + ["acc_top1", "acc_top5"]:
-        assert results[2][f"test/{key}"] == results[1][f"test/{key}"], key
-    # the curve files count the whole split too, not rank 0's share
-    curves = [(tmp_path / f"eval{d}/localization/test_box_accuracy_curve.csv").read_text()
-              for d in (1, 2)]
-    assert curves[0] == curves[1]
+    for method in ("cam", "gradcam"):  # and a gradient-based post-hoc method
+        results = {}
+        for devices in (1, 2):
+            out = tmp_path / f"eval_{method}{devices}"
+            command = [sys.executable, "-m", "camexp.eval", *odd, f"ckpt_path={ckpt}",
+                       f"paths.data_dir={data_dir}", f"hydra.run.dir={out}", "trainer.accelerator=cpu",
+                       f"trainer.devices={devices}", "data.eval_batch_size=4",
+                       f"localization.method={method}"]
+            if devices > 1:
+                command.append("+trainer.strategy=ddp")
+            done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, done.stderr[-3000:]
+            if devices > 1:
+                assert "MEMBER: 2/2" in done.stdout + done.stderr
+            results[devices] = json.loads((out / "metrics.json").read_text())
+        assert results[1]["test/MaxBoxAcc"] == results[2]["test/MaxBoxAcc"]
+        for key in LOCALIZATION_KEYS + ["acc_top1", "acc_top5"]:
+            assert results[2][f"test/{key}"] == results[1][f"test/{key}"], (method, key)
+        # the curve files count the whole split too, not rank 0's share
+        curves = [(tmp_path / f"eval_{method}{d}/localization/test_box_accuracy_curve.csv").read_text()
+                  for d in (1, 2)]
+        assert curves[0] == curves[1]
+        if method == "gradcam":
+            # camexp.report reads the method from each run's config
+            assert "\nlocalization:\n  method: gradcam\n" in (out / ".hydra/config.yaml").read_text()
 
 
 def test_maxboxacc_without_iou50_in_v2_still_logged(tmp_path, data_dir) -> None:

@@ -87,7 +87,7 @@ def test_googlenet_gmp_is_a_config_override(tmp_path: Path) -> None:
     ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
     ("model.scheduler.name=poly", "model.scheduler.name='poly' is not allowed"),
     ("localization.paper_fraction=1.2", "localization.paper_fraction=1.2 must be a number in [0, 1)"),
-    ("localization.method=gradcam", "localization.method='gradcam' is not allowed"),
+    ("localization.method=gradcamm", "localization.method='gradcamm' is not allowed"),
     ("localization.iou_thresholds=[0.5]", "localization.iou_thresholds contains 0.5"),
     ("trainer.devices=3", "data.batch_size=32 (the global batch) does not divide by trainer.devices x trainer.num_nodes = 3"),
     ("data.split=fullsup", "data.split='fullsup' is not allowed; use one of ['official', 'wsol']"),

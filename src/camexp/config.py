@@ -26,7 +26,12 @@ def _check_positive(key: str, value) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first disallowed value in the model and data groups."""
     model = cfg.get("model")
-    if model is not None:
+    if model is not None and "arch" not in model and "name" in model:  # model=torchvision
+        from camexp.torchvision_module import classification_models
+
+        _check_choice("model.name", model.get("name"), classification_models())
+        _check_positive("model.num_classes", model.get("num_classes"))
+    elif model is not None:
         _check_choice("model.arch", model.get("arch"), BACKBONES)
         _check_choice("model.pool", model.get("pool"), POOLS)
         if model.get("num_classes") is not None:  # None: counted from the dataset (data=cub)
@@ -190,6 +195,15 @@ def _check_localization(localization: DictConfig) -> None:
                     low_open=False, high_open=True)
     _check_fraction("localization.paper_iou", localization.get("paper_iou"),
                     low_open=True, high_open=False)
+    target_layer = localization.get("target_layer")
+    if target_layer is not None and (not isinstance(target_layer, str) or not target_layer):
+        raise ConfigError(f"localization.target_layer={target_layer!r} must be a dotted module name "
+                          "(e.g. layer4, head, features.29) or null for the network's default.")
+    for key in ("relu", "aug_smooth", "eigen_smooth"):
+        if key in localization and not isinstance(localization.get(key), bool):
+            raise ConfigError(f"localization.{key}={localization.get(key)!r} must be true or false.")
+    if "posthoc_batch_size" in localization:
+        _check_positive("localization.posthoc_batch_size", localization.get("posthoc_batch_size"))
     for iou in localization.get("iou_thresholds") or []:
         if not isinstance(iou, (int, float)) or not 1 <= iou <= 100:
             raise ConfigError(

@@ -15,10 +15,28 @@ from camexp.run_settings import apply_training_settings
 from camexp.run_start import start_run
 from camexp.runfolder import RunFolder
 
+TORCHVISION_TARGET = "camexp.torchvision_module.TorchvisionClassifier"
+
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint's model (its own hyper-parameters) on the test split of the data it was
-    trained on (the training run's data and localization settings, unless overridden)."""
+    trained on (the training run's data and localization settings, unless overridden);
+    with ``model=torchvision``, torchvision's classifier as it is (no checkpoint)."""
+    if cfg.get("model") is not None and cfg.model.get("_target_") == TORCHVISION_TARGET:
+        datamodule = prepare_data(cfg)
+        from camexp.torchvision_module import TorchvisionClassifier
+
+        options = OmegaConf.to_container(cfg.model, resolve=True)
+        options.pop("_target_")
+        model = TorchvisionClassifier(**options)  # not hydra's instantiate: errors stay UserErrors
+        trainer = build_trainer(cfg)
+        trainer.test(model, datamodule=datamodule)
+        return finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)
+    if cfg.get("ckpt_path") is None:
+        raise UserError(
+            "camexp.eval needs ckpt_path=<run>/checkpoints/last.ckpt (a camexp.train checkpoint), "
+            "or model=torchvision model.name=<torchvision classifier> to test one of torchvision's."
+        )
     ckpt_path = Path(cfg.ckpt_path).expanduser()
     if not ckpt_path.is_file():
         raise UserError(

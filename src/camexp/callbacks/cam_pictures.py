@@ -1,7 +1,8 @@
 """After testing, draw the class activation maps of a fixed set of test images.
 
 For each chosen image: the image with its ground-truth boxes, the CAM of the ground-truth
-class and the CAMs of the top predicted classes, from the test step's own forward pass,
+class and the CAMs of the top predicted classes (or the maps of the localization callback's
+method, ``localization.method``, that the metrics scored), from the test step's own forward pass,
 each resized and min-max normalized exactly as the localization metrics see it. With a
 :class:`~camexp.callbacks.localization.CAMLocalization` callback in the run, each map also
 shows its predicted box at the test split's best MaxBoxAcc threshold (the largest contour's
@@ -82,9 +83,13 @@ class CAMPictures(L.Callback):
         top = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
         labels = batch["label"][rows_t]
         classes = torch.cat([labels[:, None], top.indices], dim=1)
-        # the training method's own map (ACoL's fused map, ...), from the test step's outputs
-        chosen = {key: value[rows_t] for key, value in outputs.items()}
-        cams = pl_module.class_maps(chosen, classes).float().cpu()
+        if "class_maps" in outputs:  # the maps the localization callback scored (any method):
+            # ground truth, then the top-5 by logit, whose first top_k are these classes
+            cams = outputs["class_maps"][rows_t][:, : classes.shape[1]].float().cpu()
+        else:
+            # the training method's own map (ACoL's fused map, ...), from the test step's outputs
+            chosen = {key: value[rows_t] for key, value in outputs.items()}
+            cams = pl_module.class_maps(chosen, classes).float().cpu()
         for position, row in enumerate(rows):
             self.samples.append({
                 "order": self.chosen[int(batch["index"][row])],
@@ -100,7 +105,7 @@ class CAMPictures(L.Callback):
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_test_end runs after every callback's on_test_epoch_end: the threshold is known.
         localization = next((c for c in trainer.callbacks if isinstance(c, CAMLocalization)), None)
-        tau = localization.best_tau("test") if localization and localization.method == "cam" else None
+        tau = localization.best_tau("test") if localization else None
         names = trainer.datamodule.class_names
         self.written = []
         for sample in sorted(self.samples, key=lambda s: s["order"]):

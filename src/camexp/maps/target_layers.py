@@ -1,0 +1,125 @@
+"""Which layer a post-hoc map explains: a default per network, or ``localization.target_layer``.
+
+camexp networks: the maps that feed the global pooling (``head``, or ``trunk`` when
+``head.num_convs=0``), so Grad-CAM and CAM look at the same features. torchvision
+classifiers: the last convolutional stage of each family (:data:`TORCHVISION_DEFAULTS`).
+The chosen layer is checked by one forward pass of a blank image: it must give (B, C, h, w)
+maps, else the error lists the layers that do.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from camexp.errors import UserError
+
+
+class TargetLayerError(UserError, ValueError):
+    """No usable target layer; the message names ``localization.target_layer=`` and candidates."""
+
+
+def _features_last_relu(net: nn.Module) -> str:
+    """VGG/AlexNet: the ReLU right after the last conv of ``features`` (conv5_3 / conv5, before
+    the last max-pooling: the feature map the field's CAM networks keep)."""
+    layers = list(net.features)
+    last_conv = max(i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d))
+    after = next((i for i in range(last_conv + 1, len(layers)) if isinstance(layers[i], nn.ReLU)),
+                 last_conv)
+    return f"features.{after}"
+
+
+# torchvision model-name prefix -> target layer (a dotted name, or a function of the net)
+TORCHVISION_DEFAULTS: tuple[tuple[str, object], ...] = (
+    ("resnet", "layer4"), ("resnext", "layer4"), ("wide_resnet", "layer4"),
+    ("densenet", "features"),
+    ("vgg", _features_last_relu), ("alexnet", _features_last_relu),
+    ("mobilenet", "features"), ("efficientnet", "features"), ("convnext", "features"),
+    ("regnet", "trunk_output"), ("mnasnet", "layers"), ("shufflenet", "conv5"),
+    ("squeezenet", "features"), ("googlenet", "inception5b"), ("inception", "Mixed_7c"),
+)
+
+
+def torchvision_default(name: str, net: nn.Module) -> str | None:
+    """The default target layer of torchvision model ``name``; None for families without a
+    convolutional last stage (ViT, Swin, MaxViT)."""
+    for prefix, rule in TORCHVISION_DEFAULTS:
+        if name.startswith(prefix):
+            return rule(net) if callable(rule) else rule
+    return None
+
+
+def camnet_default(net: nn.Module) -> str | None:
+    """A camexp network: the module whose output is pooled into the logits."""
+    head = getattr(net, "head", None)
+    if isinstance(head, nn.Module) and len(list(head.children())):
+        return "head"
+    return "trunk" if isinstance(getattr(net, "trunk", None), nn.Module) else None
+
+
+def spatial_layers(net: nn.Module, size: tuple[int, int], device=None) -> list[str]:
+    """Names of the modules (at most two levels deep) whose output is a (1, C, h, w) map with
+    more than one pixel for a blank image of ``size``, in the order they finish; the conv
+    layers if that pass fails."""
+    import torch
+
+    found: list[str] = []
+    handles = []
+    for name, module in net.named_modules():
+        if name and name.count(".") <= 1:
+            def hook(_m, _i, output, name=name):
+                if (isinstance(output, Tensor) and output.dim() == 4 and name not in found
+                        and output.shape[-1] * output.shape[-2] > 1):
+                    found.append(name)
+            handles.append(module.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, *size, device=device))
+    except Exception:
+        found = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
+def resolve_target_layer(net: nn.Module, requested: str | None, default: str | None,
+                         size: tuple[int, int], what: str, device=None) -> tuple[str, nn.Module, int]:
+    """The target layer's name, module and channel count, checked by a forward pass.
+
+    Args:
+        requested: ``localization.target_layer`` (None: ``default``).
+        default: the network's default (None: it has none).
+        size: the evaluation image size (H, W) for the check.
+        what: the network, in words, for messages.
+    """
+    import torch
+
+    name = requested or default
+
+    def fail(reason: str) -> TargetLayerError:
+        candidates = spatial_layers(net, size, device)
+        shown = ", ".join(candidates[-12:]) or "none"
+        return TargetLayerError(
+            f"{reason} Pass localization.target_layer=<dotted module name>; the layers of {what} "
+            f"that give (B, C, h, w) maps are (last 12, in the order they run): {shown}."
+        )
+
+    if name is None:
+        raise fail(f"{what} has no default target layer for post-hoc maps (no convolutional "
+                   "last stage).")
+    try:
+        module = net.get_submodule(name)
+    except AttributeError:
+        raise fail(f"localization.target_layer={name!r} is not a module of {what}.") from None
+    shapes: list[tuple[int, ...]] = []
+    handle = module.register_forward_hook(
+        lambda _m, _i, output: shapes.append(tuple(output.shape) if isinstance(output, Tensor) else ()))
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, *size, device=device))
+    finally:
+        handle.remove()
+    if not shapes or len(shapes[-1]) != 4:
+        got = shapes[-1] if shapes else "nothing (it did not run)"
+        raise fail(f"target layer {name!r} of {what} gives {got}, not (B, C, h, w) maps.")
+    return name, module, shapes[-1][1]
