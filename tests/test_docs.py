@@ -32,6 +32,9 @@ def _commands(path: Path) -> list[tuple[str, str, list[str]]]:
                 continue
             tokens = [t for t in shlex.split(match.group(2), posix=True)
                       if t != "-m" and not re.search(r"[<>$()&|]|\.\.\.", t)]
+            if any(t.startswith("--config") for t in tokens):
+                continue  # composed from another config folder (a search's best-trial preset)
+            tokens = [t for t in tokens if not t.startswith("-")]
             if tokens:
                 found.append((f"{path.name}: {line.strip()[:90]}", match.group(1), tokens))
     return found
