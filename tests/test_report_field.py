@@ -70,7 +70,7 @@ def test_a_sweep_of_the_six_methods_prints_the_methods_table(tmp_path: Path, dat
                               "callbacks.cam_pictures.num_images=1", "localization.cam_curve_interval=0.05"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     done = subprocess.run([sys.executable, "-m", "camexp.train", "-m", *quick,
-                           "method=cam,has,acol,spg,adl,cutmix", f"paths.data_dir={data_dir}"],
+                           "method=cam,has,acol,spg,adl,cutmix", "tags=[methods]", f"paths.data_dir={data_dir}"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     sweep = next((tmp_path / "outputs/train/multiruns").iterdir())

@@ -38,6 +38,7 @@ from camexp.messages import say
 LOCK_NAME = ".camexp.lock"
 RECORD_DIR = ".hydra"
 RECORD_COPY = "last_start"
+TREE_FILE = "config_tree.txt"  # camexp.run_start writes it at every start
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
 
@@ -175,8 +176,11 @@ class RunFolder:
     # -- the record -----------------------------------------------------------------------
 
     def _record_files(self) -> list[Path]:
+        """Hydra's record and camexp's config tree (``config_tree.txt``, written at start)."""
         folder = self.dir / RECORD_DIR
-        return sorted(p for p in folder.glob("*.yaml") if p.is_file()) if folder.is_dir() else []
+        files = sorted(p for p in folder.glob("*.yaml") if p.is_file()) if folder.is_dir() else []
+        tree = self.dir / TREE_FILE
+        return files + ([tree] if tree.is_file() else [])
 
     def started(self) -> None:
         """The start succeeded: this run's Hydra record is now the folder's record."""
@@ -198,6 +202,8 @@ class RunFolder:
             return
         for saved in copy.glob("*.yaml"):
             shutil.copy2(saved, self.dir / RECORD_DIR / saved.name)
+        if (copy / TREE_FILE).is_file():
+            shutil.copy2(copy / TREE_FILE, self.dir / TREE_FILE)
 
     # -- context manager ------------------------------------------------------------------
 
