@@ -193,14 +193,15 @@ class CAMLocalization(L.Callback):
 
     def _progress(self, classes: Tensor):
         """A bar over the forward chunks of this batch, with its time estimate (Score-CAM and
-        Ablation-CAM only; rank 0, when the trainer shows progress)."""
+        Ablation-CAM only; rank 0)."""
         from contextlib import nullcontext
 
         from tqdm.auto import tqdm
 
         total = classes.numel() * self.posthoc.passes_per_map(self.posthoc_channels)
         trainer = self.trainer
-        if not total or not trainer.is_global_zero or trainer.progress_bar_callback is None:
+        # always on rank 0: these methods take minutes a batch, and the bar clears itself
+        if not total or not trainer.is_global_zero:
             return nullcontext(None)
         return tqdm(total=total, desc=f"{self.method} forward chunks", leave=False, unit="chunk",
                     dynamic_ncols=True)
