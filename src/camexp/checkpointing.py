@@ -68,13 +68,8 @@ def _problem(error: Exception) -> str:
 
 def readable_checkpoint(path: Path) -> str | None:
     """None if ``path`` loads safely as a checkpoint dict, else why it does not."""
-    try:
-        state = _load(path)
-    except Exception as error:
-        return _problem(error)
-    if not isinstance(state, dict) or "state_dict" not in state:
-        return "it holds no 'state_dict'"
-    return None
+    progress = checkpoint_progress(path)
+    return progress if isinstance(progress, str) else None
 
 
 # on equal progress (the end-of-epoch checkpoints of one epoch), prefer these names

@@ -68,9 +68,15 @@ def exit_on_user_error(function: Callable[[], T]) -> T:
     try:
         return function()
     except Exception as error:
-        found = user_error_in(error)
-        if found is None:
-            raise
+        exit_if_user_error(error)
+        raise
+
+
+def exit_if_user_error(error: BaseException) -> None:
+    """Print the UserError that ``error`` is or wraps as one paragraph and exit 2; return
+    otherwise (the caller re-raises)."""
+    found = user_error_in(error)
+    if found is not None:
         print_user_error(found)
         sys.exit(2)
 
@@ -114,11 +120,8 @@ def run_cli(main: Callable[[], None]) -> None:
             "on that disk."))
         sys.exit(2)
     except Exception as error:
-        found = user_error_in(error)
-        if found is None:
-            raise
-        print_user_error(found)
-        sys.exit(2)
+        exit_if_user_error(error)
+        raise
     finally:
         if full_error is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
