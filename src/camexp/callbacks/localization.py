@@ -17,6 +17,7 @@ curve is written as CSV and PNG under ``output_dir`` and logged to the logger.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -200,11 +201,13 @@ class CAMLocalization(L.Callback):
 
         total = classes.numel() * self.posthoc.passes_per_map(self.posthoc_channels)
         trainer = self.trainer
-        # always on rank 0: these methods take minutes a batch, and the bar clears itself
+        # always on rank 0: these methods take minutes a batch. On a terminal the bar clears
+        # itself; in a log file it keeps its final line and redraws at most every 30 s.
         if not total or not trainer.is_global_zero:
             return nullcontext(None)
-        return tqdm(total=total, desc=f"{self.method} forward chunks", leave=False, unit="chunk",
-                    dynamic_ncols=True)
+        terminal = sys.stderr.isatty()
+        return tqdm(total=total, desc=f"{self.method} forward chunks", leave=not terminal, unit="chunk",
+                    dynamic_ncols=True, mininterval=0.1 if terminal else 30.0)
 
     @torch.no_grad()
     def _update(self, stage: str, pl_module, outputs: dict[str, Tensor], batch: dict) -> None:
