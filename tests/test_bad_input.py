@@ -15,6 +15,7 @@ from camexp.check_data import check_data
 from camexp.config import ConfigError, validate
 from camexp.data.cub import DatasetError, read_cub
 from camexp.data.datamodule import CUBDataModule, ImageNetDataModule, OpenImagesDataModule
+from camexp.data.metadata import MetadataError, read_metadata
 from camexp.eval_maps import EvalMapsError, evaluate_maps
 from tests.conftest import TINY_SYNTHETIC, compose_config, write_cub, write_metadata
 
@@ -122,6 +123,74 @@ def test_line_faults_are_kept_up_to_a_cap_and_counted(tmp_path: Path, monkeypatc
     monkeypatch.setattr(cub_module, "MAX_READ_PROBLEMS", 5)
     problems = read_cub(cub).problems
     assert len(problems) == 6 and problems[-1].message.startswith("... and 2 more line faults")
+
+
+def _metadata_with_faults(tmp_path: Path) -> tuple[Path, Path]:
+    """The field's ILSVRC metadata with four line faults in three files of two splits."""
+    root = tmp_path / "imagenet"
+    meta = write_metadata(tmp_path / "metadata" / "ILSVRC", root, {
+        "train": [("train/a/0.jpg", 0, []), ("train/b/1.jpg", 1, [])],
+        "val": [(f"val/v{k}.jpg", k % 2, [(2, 2, 20, 20)]) for k in range(4)],
+        "test": [(f"val/t{k}.jpg", k % 2, [(2, 2, 20, 20)]) for k in range(4)]})
+    _replace_line(meta / "val" / "class_labels.txt", 2, "val/v1.jpg,cat")         # not an integer
+    _replace_line(meta / "test" / "localization.txt", 2, "val/t1.jpg,30,2,20,20")  # x1 < x0
+    _replace_line(meta / "test" / "localization.txt", 4, "val/t3.jpg,2,2,20")      # 4 fields
+    ids = meta / "test" / "image_ids.txt"
+    ids.write_text(ids.read_text() + "val/t0.jpg\n")                               # repeated, line 5
+    return root, meta
+
+
+def test_metadata_folder_faults_are_all_listed_with_file_and_line(tmp_path: Path) -> None:
+    root, meta = _metadata_with_faults(tmp_path)
+    cfg = compose_config("check_data", ["data=imagenet", f"data.root={root}", "data.num_classes=2",
+                                        "data.split=wsol", f"data.metadata_root={meta}"],
+                         tmp_path / "out", tmp_path / "data")
+    report = check_data(cfg)
+    text = _messages(report)
+    assert sorted(p.kind for p in report.problems) == ["bad box", "bad box", "bad label",
+                                                       "duplicate id"], text
+    assert f"{meta / 'val' / 'class_labels.txt'}:2: the class label must be an integer, got 'cat'" in text
+    assert f"{meta / 'test' / 'localization.txt'}:2: box of 'val/t1.jpg' has x1 < x0" in text
+    assert f"{meta / 'test' / 'localization.txt'}:4: expected `path,x0,y0,x1,y1`" in text
+    assert f"{meta / 'test' / 'image_ids.txt'}:5: image id 'val/t0.jpg' already appears on line 1" in text
+    # the images of faulty lines are left out (a box fewer would change a score), the others read
+    module = ImageNetDataModule(str(root), num_classes=2, split="wsol", metadata_root=str(meta), **SMALL)
+    tables = module.load_tables()
+    assert tables.splits["test"].ids == ["val/t0.jpg", "val/t2.jpg"]
+    assert tables.splits["val"].ids == ["val/v0.jpg", "val/v2.jpg", "val/v3.jpg"]
+    with pytest.raises(DatasetError, match=r"^4 problem\(s\) in ImageNet") as error:
+        ImageNetDataModule(str(root), num_classes=2, split="wsol", metadata_root=str(meta), **SMALL).check()
+    assert "localization.txt:4" in str(error.value) and "class_labels.txt:2" in str(error.value)
+    # eval_maps (no data config) lists the faults of its split in one paragraph
+    with pytest.raises(MetadataError, match=r"^3 fault\(s\) in .*test: .*image_ids.txt:5: .*"
+                                            r"localization.txt:2: .*localization.txt:4: "):
+        read_metadata(meta / "test")
+
+
+def test_imagenet_val_box_faults_are_all_listed(tmp_path: Path) -> None:
+    from tests.conftest import WNIDS, write_imagenet
+
+    root = write_imagenet(tmp_path / "xml")
+    folder = root / "bbox_val"
+    (folder / "ILSVRC2012_val_00000002.xml").write_text("<annotation><size>")  # unreadable
+    bad = folder / "ILSVRC2012_val_00000004.xml"
+    bad.write_text(bad.read_text().replace(WNIDS[1], "n09999999"))           # unknown class
+    cfg = compose_config("check_data", ["data=imagenet", f"data.root={root}", "data.num_classes=3"],
+                         tmp_path / "out", tmp_path / "data")
+    report = check_data(cfg)
+    text = _messages(report)
+    assert sorted(p.kind for p in report.problems) == ["unknown class", "unreadable annotation"], text
+    assert "ILSVRC2012_val_00000002.xml: not a readable PASCAL-VOC annotation" in text
+    assert "ILSVRC2012_val_00000004.xml: class 'n09999999' is not one of the 3 classes" in text
+    assert {s.name: s.images for s in report.splits}["test"] == 4  # 6 val images, 2 left out
+    root = write_imagenet(tmp_path / "csv", boxes="csv")
+    _replace_line(root / "LOC_val_solution.csv", 3, "ILSVRC2012_val_00000002,n01443537 1 2 x 4")
+    _replace_line(root / "LOC_val_solution.csv", 5, "ILSVRC2012_val_00000004,n01443537 1 2 3")
+    cfg = compose_config("check_data", ["data=imagenet", f"data.root={root}", "data.num_classes=3"],
+                         tmp_path / "out2", tmp_path / "data")
+    text = _messages(check_data(cfg))
+    assert "LOC_val_solution.csv, line 3: box coordinates must be numbers" in text
+    assert "LOC_val_solution.csv, line 5: expected 'ImageId,<wnid> x0 y0 x1 y1 [...]'" in text
 
 
 def test_check_data_cli_lists_them_and_exits_1(tmp_path: Path) -> None:

@@ -134,10 +134,22 @@ MAX_READ_PROBLEMS = 1000
 
 @dataclass(frozen=True)
 class ReadProblem:
-    """A fault of one line of a dataset's text files, found while reading (kind, message)."""
+    """A fault of one line of a dataset's text files, found while reading (kind, message; the
+    image it concerns, where known, so that a reader can leave that image out)."""
 
     kind: str
     message: str
+    image_id: str | None = None
+
+
+def capped(problems: list[ReadProblem], where: str) -> list[ReadProblem]:
+    """``problems`` with at most ``MAX_READ_PROBLEMS`` kept, the rest counted in one more."""
+    if len(problems) <= MAX_READ_PROBLEMS:
+        return problems
+    more = len(problems) - MAX_READ_PROBLEMS
+    return [*problems[:MAX_READ_PROBLEMS], ReadProblem("more faults", (
+        f"... and {more} more line faults in {where} (the first {MAX_READ_PROBLEMS} are listed); "
+        "the files may be damaged: restore them."))]
 
 
 def _read_table(path: Path, columns: int, kinds: tuple[type, ...],
@@ -277,11 +289,7 @@ def read_cub(root: str | Path) -> CUBRecords:
                 "needs at least one 'image_id x y width height' line.")))
             keep[image_id] = False
 
-    if len(problems) > MAX_READ_PROBLEMS:
-        more = len(problems) - MAX_READ_PROBLEMS
-        problems = [*problems[:MAX_READ_PROBLEMS], ReadProblem("more faults", (
-            f"... and {more} more line faults in {root}'s text files (the first "
-            f"{MAX_READ_PROBLEMS} are listed); the files may be damaged: restore them."))]
+    problems = capped(problems, f"{root}'s text files")
     kept = [image_id for image_id in id_to_row if keep[image_id]]
     return CUBRecords(
         root=root,

@@ -115,7 +115,8 @@ class CUBDataModule(WSOLDataModule):
             cub = None
         images_root = cub / "images" if cub is not None else (
             root / "images" if (root / "images").is_dir() else root)
-        splits = read_metadata_splits(metadata, images_root)
+        problems: list = []
+        splits = read_metadata_splits(metadata, images_root, problems=problems)
         if cub is not None:
             names = [line.split(maxsplit=1)[1].strip() for _, line in
                      text_lines(cub / "classes.txt") if line.strip()]
@@ -129,7 +130,8 @@ class CUBDataModule(WSOLDataModule):
             names = names_from_ids(splits, self.num_classes)
             classes_from = f"data.num_classes (no classes.txt under {root})"
         return Tables(splits, names, classes_from,
-                      f"CUB-200-2011 (wsol metadata {metadata}) with images under {images_root}")
+                      f"CUB-200-2011 (wsol metadata {metadata}) with images under {images_root}",
+                      problems=problems)
 
     def masks_for(self, split: Split) -> list | None:
         segmentations = split.images_root.parent / "segmentations"

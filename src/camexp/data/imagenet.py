@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camexp.data.cub import DatasetError, split_train_val, text_lines
+from camexp.data.cub import DatasetError, ReadProblem, capped, split_train_val, text_lines
 from camexp.data.wsol import (
     Origin,
     Split,
@@ -67,7 +67,15 @@ def _search_dirs(root: Path) -> list[Path]:
     return [root, *list(root.parents)[:3]]
 
 
-def read_synset_mapping(path: Path) -> dict[str, str]:
+def _fault(problems: list[ReadProblem] | None, kind: str, message: str) -> None:
+    """A fault of one line or one annotation file: kept in ``problems`` (the reading goes on,
+    so that ``check_data`` lists them all), or raised without a list."""
+    if problems is None:
+        raise DatasetError(message)
+    problems.append(ReadProblem(kind, message))
+
+
+def read_synset_mapping(path: Path, problems: list[ReadProblem] | None = None) -> dict[str, str]:
     """``LOC_synset_mapping.txt`` (``n01440764 tench, Tinca tinca``) -> wnid -> first name."""
     names: dict[str, str] = {}
     for number, line in text_lines(path):
@@ -75,10 +83,10 @@ def read_synset_mapping(path: Path) -> dict[str, str]:
             continue
         wnid, _, rest = line.strip().partition(" ")
         if not wnid.startswith("n") or not wnid[1:].isdigit():
-            raise DatasetError(
+            _fault(problems, "malformed line", (
                 f"{path}, line {number}: {line.strip()!r} does not start with a wnid "
-                "(n + 8 digits). Each line is '<wnid> <names>'; restore the file."
-            )
+                "(n + 8 digits). Each line is '<wnid> <names>'; restore the file."))
+            continue
         names[wnid] = rest.split(",")[0].strip() or wnid
     return names
 
@@ -148,10 +156,12 @@ def _val_image(root: Path, stem: str, wnid: str, foldered: bool) -> str:
     return f"val/{wnid}/{stem}.JPEG" if foldered else f"val/{stem}.JPEG"
 
 
-def read_val_xml(root: Path, folder: Path, wnid_to_label: dict[str, int], foldered: bool) -> Split:
-    """One XML per image: boxes, the label (the objects' wnid) and the image size."""
+def read_val_xml(root: Path, folder: Path, wnid_to_label: dict[str, int], foldered: bool,
+                 problems: list[ReadProblem] | None = None) -> Split:
+    """One XML per image: boxes, the label (the objects' wnid) and the image size. A faulty
+    file is recorded in ``problems`` and its image left out (raised without a list)."""
     files = sorted(folder.glob("ILSVRC2012_val_*.xml"))
-    ids, labels, boxes, sizes, box_file = [], [], [], [], []
+    ids, labels, boxes, sizes, box_file, read = [], [], [], [], [], []
     for index, path in enumerate(files):
         try:
             tree = ET.parse(path).getroot()
@@ -161,57 +171,61 @@ def read_val_xml(root: Path, folder: Path, wnid_to_label: dict[str, int], folder
                         [float(o.find("bndbox").findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")])
                        for o in tree.iter("object")]
         except (ET.ParseError, AttributeError, TypeError, ValueError) as error:
-            raise DatasetError(
+            _fault(problems, "unreadable annotation", (
                 f"{path}: not a readable PASCAL-VOC annotation ({error}); it needs <size> "
                 "<width>/<height> and <object><name>wnid</name><bndbox><xmin>..</bndbox>. "
-                "Restore it from ILSVRC2012_bbox_val_v3.tgz."
-            ) from None
+                "Restore it from ILSVRC2012_bbox_val_v3.tgz."))
+            continue
         if not objects:
-            raise DatasetError(f"{path}: no <object>. Each val image has at least one box; "
-                               "restore the file from ILSVRC2012_bbox_val_v3.tgz.")
+            _fault(problems, "no box", f"{path}: no <object>. Each val image has at least one box; "
+                                       "restore the file from ILSVRC2012_bbox_val_v3.tgz.")
+            continue
         wnid = objects[0][0]
         if wnid not in wnid_to_label:
-            raise DatasetError(
+            _fault(problems, "unknown class", (
                 f"{path}: class {wnid!r} is not one of the {len(wnid_to_label)} classes "
-                "(train/ folders or LOC_synset_mapping.txt). Check data.root and the XML files."
-            )
+                "(train/ folders or LOC_synset_mapping.txt). Check data.root and the XML files."))
+            continue
         ids.append(_val_image(root, path.stem, wnid, foldered))
         labels.append(wnid_to_label[wnid])
         boxes.append(np.array([b for _, b in objects], dtype=np.float64))
         sizes.append((w, h))
         box_file.extend([index] * len(objects))
+        read.append(index)
     return Split.build("test", root, ids, labels, boxes,
-                       listed_in=Origin.files_of(files, range(len(files))),
+                       listed_in=Origin.files_of(files, read),
                        box_origin=Origin.files_of(files, box_file),
                        sizes=np.asarray(sizes, dtype=np.int64).reshape(-1, 2))
 
 
-def read_val_csv(root: Path, path: Path, wnid_to_label: dict[str, int], foldered: bool) -> Split:
-    """``LOC_val_solution.csv``: ``ImageId,PredictionString`` with ``wnid x0 y0 x1 y1`` groups."""
+def read_val_csv(root: Path, path: Path, wnid_to_label: dict[str, int], foldered: bool,
+                 problems: list[ReadProblem] | None = None) -> Split:
+    """``LOC_val_solution.csv``: ``ImageId,PredictionString`` with ``wnid x0 y0 x1 y1`` groups.
+    A faulty line is recorded in ``problems`` and its image left out (raised without a list)."""
     ids, labels, boxes, lines = [], [], [], []
     for number, row in enumerate(csv.reader(line for _, line in text_lines(path)), start=1):
         if not row or (number == 1 and row[0] == "ImageId"):
             continue
         fields = row[1].split() if len(row) == 2 else []
         if not fields or len(fields) % 5:
-            raise DatasetError(
+            _fault(problems, "malformed line", (
                 f"{path}, line {number}: expected 'ImageId,<wnid> x0 y0 x1 y1 [...]' (groups "
-                f"of 5), found {','.join(row)!r}. Restore LOC_val_solution.csv."
-            )
+                f"of 5), found {','.join(row)!r}. Restore LOC_val_solution.csv."))
+            continue
         groups = [fields[i : i + 5] for i in range(0, len(fields), 5)]
         try:
             image_boxes = [[float(v) for v in g[1:]] for g in groups]
         except ValueError:
-            raise DatasetError(
+            _fault(problems, "malformed line", (
                 f"{path}, line {number}: box coordinates must be numbers in "
-                f"{','.join(row)!r}. Restore LOC_val_solution.csv."
-            ) from None
+                f"{','.join(row)!r}. Restore LOC_val_solution.csv."))
+            continue
         wnid = groups[0][0]
         if wnid not in wnid_to_label:
-            raise DatasetError(
+            _fault(problems, "unknown class", (
                 f"{path}, line {number}: class {wnid!r} is not one of the "
-                f"{len(wnid_to_label)} classes (train/ folders or LOC_synset_mapping.txt)."
-            )
+                f"{len(wnid_to_label)} classes (train/ folders or LOC_synset_mapping.txt)."))
+            continue
         ids.append(_val_image(root, row[0].strip(), wnid, foldered))
         labels.append(wnid_to_label[wnid])
         boxes.append(np.asarray(image_boxes, dtype=np.float64))
@@ -237,9 +251,10 @@ class ImageNetDataModule(WSOLDataModule):
         root = resolve_imagenet_root(self.root)
         mapping_file = next((d / "LOC_synset_mapping.txt" for d in _search_dirs(root)
                              if (d / "LOC_synset_mapping.txt").is_file()), None)
-        mapping = read_synset_mapping(mapping_file) if mapping_file else {}
+        problems: list[ReadProblem] = []  # line faults, all listed by check_data
+        mapping = read_synset_mapping(mapping_file, problems) if mapping_file else {}
         if self.split == "wsol":
-            return self._read_wsol(root, mapping)
+            return self._read_wsol(root, mapping, problems)
         if (root / "train").is_dir():
             wnids, ids, labels, _ = read_train(root)
             classes_from = f"{root / 'train'} (class folders)"
@@ -265,7 +280,7 @@ class ImageNetDataModule(WSOLDataModule):
         foldered = any(e.is_dir() and e.name in wnid_to_label for e in os.scandir(root / "val"))
         kind, where = find_val_boxes(root, self.val_boxes)
         reader = read_val_xml if kind == "xml" else read_val_csv
-        test = reader(root, where, wnid_to_label, foldered)
+        test = reader(root, where, wnid_to_label, foldered, problems)
         self._wnids = wnids
         names = [mapping.get(w, w) for w in wnids]
         # ILSVRC train has no boxes for most images, and validation measures localization:
@@ -276,11 +291,12 @@ class ImageNetDataModule(WSOLDataModule):
         splits = {"train": train, "val": test.take(val_rows, "val"), "test": test}
         return Tables(splits, names, classes_from,
                       f"ImageNet ILSVRC 2012 (official split) at {root}, val boxes from {where}",
-                      notes=[f"Val boxes: {kind.upper()} ({where})."])
+                      notes=[f"Val boxes: {kind.upper()} ({where})."],
+                      problems=capped(problems, f"the val boxes ({where})"))
 
-    def _read_wsol(self, root: Path, mapping: dict[str, str]) -> Tables:
+    def _read_wsol(self, root: Path, mapping: dict[str, str], problems: list[ReadProblem]) -> Tables:
         metadata = resolve_metadata_root(self.metadata_root, "ILSVRC", "data.metadata_root")
-        splits = read_metadata_splits(metadata, root)
+        splits = read_metadata_splits(metadata, root, problems=problems)
         if (root / "train").is_dir():
             with os.scandir(root / "train") as entries:
                 wnids = sorted(e.name for e in entries if e.is_dir())
@@ -293,4 +309,5 @@ class ImageNetDataModule(WSOLDataModule):
             names = [str(i) for i in range(self.num_classes)]
             classes_from = f"data.num_classes (labels of {metadata})"
         return Tables(splits, names, classes_from,
-                      f"ImageNet ILSVRC 2012 (wsol metadata {metadata}) with images under {root}")
+                      f"ImageNet ILSVRC 2012 (wsol metadata {metadata}) with images under {root}",
+                      problems=problems)

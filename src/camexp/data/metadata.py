@@ -9,8 +9,12 @@ Layout: ``metadata/<CUB|ILSVRC|OpenImages>/<train|val|test>/`` with
   corners), or masks (OpenImages), ``path,mask_path,ignore_path`` (one line per instance mask; the
   ignore path is given on the first line of an image and may be empty).
 
-Everything is read once into plain Python/numpy containers (:class:`Metadata`). Any problem
-raises :class:`MetadataError` with one paragraph naming the file, the line number and the fix.
+Everything is read once into plain Python/numpy containers (:class:`Metadata`). A missing
+folder or file raises :class:`MetadataError` at once. Faults of single lines (a malformed line,
+a repeated id, a bad box, an image without its label or box) are all collected, each naming the
+file, the line and the fix: ``read_metadata(..., problems=[])`` returns them in that list and
+leaves the images they concern out (``check_data`` lists them all); without a list, one
+:class:`MetadataError` lists them all.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camexp.data.cub import text_lines
+from camexp.data.cub import ReadProblem, capped, text_lines
 from camexp.errors import UserError
 
 __all__ = [
@@ -119,6 +123,18 @@ def _empty(path: Path) -> bool:
     return next(_lines(path), None) is None
 
 
+Problems = list[ReadProblem] | None
+# faults listed in the one error raised when no problems list is given
+SHOWN_IN_ERROR = 20
+
+
+def _record(problems: Problems, kind: str, error: MetadataError, text: str) -> None:
+    """Keep a line fault in ``problems`` (with the line's image id), or raise it without one."""
+    if problems is None:
+        raise error
+    problems.append(ReadProblem(kind, str(error), text.split(",", 1)[0].strip() or None))
+
+
 def _fields(path: Path, number: int, text: str, expected: int, layout: str) -> list[str]:
     parts = text.split(",")
     if len(parts) != expected:
@@ -144,18 +160,21 @@ def _number(path: Path, number: int, text: str, value: str, what: str, integer: 
     return parsed
 
 
-def read_image_ids(path: str | Path) -> list[str]:
-    """Read ``image_ids.txt``: one id per line; duplicates are an error."""
+def read_image_ids(path: str | Path, problems: Problems = None) -> list[str]:
+    """Read ``image_ids.txt``: one id per line; a repeated id is a fault (the repeat left out)."""
     file = Path(path)
     ids: list[str] = []
     seen: dict[str, int] = {}
     for number, text in _lines(file):
         image_id = text.strip()
         if image_id in seen:
-            raise MetadataError(
+            # the image itself stays (its first line is valid): no image id on the fault
+            error = MetadataError(
                 f"{file}:{number}: image id {image_id!r} already appears on line {seen[image_id]}. "
                 "Each image must be listed once; remove the duplicate."
             )
+            _record(problems, "duplicate id", error, "")
+            continue
         seen[image_id] = number
         ids.append(image_id)
     if not ids:
@@ -163,36 +182,44 @@ def read_image_ids(path: str | Path) -> list[str]:
     return ids
 
 
-def read_class_labels(path: str | Path) -> dict[str, int]:
+def read_class_labels(path: str | Path, problems: Problems = None) -> dict[str, int]:
     """Read ``class_labels.txt``: ``path,label`` lines -> dict id -> int label."""
     file = Path(path)
     labels: dict[str, int] = {}
     for number, text in _lines(file):
-        image_id, value = _fields(file, number, text, 2, "path,label")
-        label = int(_number(file, number, text, value, "the class label", integer=True))
-        if label < 0:
-            raise MetadataError(f"{file}:{number}: class label {label} is negative: {text!r}.")
-        if image_id in labels and labels[image_id] != label:
-            raise MetadataError(
-                f"{file}:{number}: image {image_id!r} gets label {label} but had "
-                f"{labels[image_id]} on an earlier line. Keep one label per image."
-            )
+        try:
+            image_id, value = _fields(file, number, text, 2, "path,label")
+            label = int(_number(file, number, text, value, "the class label", integer=True))
+            if label < 0:
+                raise MetadataError(f"{file}:{number}: class label {label} is negative: {text!r}.")
+            if image_id in labels and labels[image_id] != label:
+                raise MetadataError(
+                    f"{file}:{number}: image {image_id!r} gets label {label} but had "
+                    f"{labels[image_id]} on an earlier line. Keep one label per image."
+                )
+        except MetadataError as error:
+            _record(problems, "bad label", error, text)
+            continue
         labels[image_id] = label
     return labels
 
 
-def read_image_sizes(path: str | Path) -> dict[str, tuple[int, int]]:
+def read_image_sizes(path: str | Path, problems: Problems = None) -> dict[str, tuple[int, int]]:
     """Read ``image_sizes.txt``: ``path,w,h`` lines -> dict id -> ``(w, h)``."""
     file = Path(path)
     sizes: dict[str, tuple[int, int]] = {}
     for number, text in _lines(file):
-        image_id, ws, hs = _fields(file, number, text, 3, "path,w,h")
-        w = int(_number(file, number, text, ws, "the width", integer=True))
-        h = int(_number(file, number, text, hs, "the height", integer=True))
-        if w <= 0 or h <= 0:
-            raise MetadataError(
-                f"{file}:{number}: image size ({w}, {h}) must be positive: {text!r}."
-            )
+        try:
+            image_id, ws, hs = _fields(file, number, text, 3, "path,w,h")
+            w = int(_number(file, number, text, ws, "the width", integer=True))
+            h = int(_number(file, number, text, hs, "the height", integer=True))
+            if w <= 0 or h <= 0:
+                raise MetadataError(
+                    f"{file}:{number}: image size ({w}, {h}) must be positive: {text!r}."
+                )
+        except MetadataError as error:
+            _record(problems, "bad image size", error, text)
+            continue
         sizes[image_id] = (w, h)
     return sizes
 
@@ -212,44 +239,59 @@ def _localization_kind(path: Path) -> str:
 
 
 def read_boxes(
-    path: str | Path, image_sizes: dict[str, tuple[int, int]] | None = None
+    path: str | Path, image_sizes: dict[str, tuple[int, int]] | None = None,
+    problems: Problems = None,
 ) -> dict[str, np.ndarray]:
     """Read box lines ``path,x0,y0,x1,y1`` -> dict id -> ``(K, 4)`` float64, in file order.
 
     Checks ``0 <= x0 <= x1`` and ``0 <= y0 <= y1`` and, when ``image_sizes`` is given,
-    ``x1 <= w`` and ``y1 <= h``.
+    ``x1 <= w`` and ``y1 <= h``. A faulty line is left out (its image is then left out by
+    :func:`read_metadata`: a box fewer would change its score).
     """
     file = Path(path)
     lists: dict[str, list[list[float]]] = {}
     for number, text in _lines(file):
-        image_id, *values = _fields(file, number, text, 5, "path,x0,y0,x1,y1")
-        x0, y0, x1, y1 = (
-            _number(file, number, text, v, name, integer=False)
-            for v, name in zip(values, ("x0", "y0", "x1", "y1"), strict=True)
-        )
-        if x1 < x0 or y1 < y0:
-            raise MetadataError(
-                f"{file}:{number}: box of {image_id!r} has x1 < x0 or y1 < y0 ({text!r}). Boxes "
-                "are corners x0,y0,x1,y1, not x,y,width,height: write x1 = x + width, "
-                "y1 = y + height."
-            )
-        if x0 < 0 or y0 < 0:
-            raise MetadataError(
-                f"{file}:{number}: box of {image_id!r} has a negative corner ({text!r}); clip it "
-                "to the image."
-            )
-        if image_sizes is not None and image_id in image_sizes:
-            w, h = image_sizes[image_id]
-            if x1 > w or y1 > h:
-                raise MetadataError(
-                    f"{file}:{number}: box of {image_id!r} ({text!r}) lies outside the image of "
-                    f"size w={w}, h={h} from image_sizes.txt. Fix the box or the size."
-                )
-        lists.setdefault(image_id, []).append([x0, y0, x1, y1])
+        try:
+            box = _box(file, number, text, image_sizes)
+        except MetadataError as error:
+            _record(problems, "bad box", error, text)
+            continue
+        lists.setdefault(box[0], []).append(box[1:])
     return {k: np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in lists.items()}
 
 
-def read_mask_paths(path: str | Path) -> tuple[dict[str, list[str]], dict[str, str | None]]:
+def _box(file: Path, number: int, text: str,
+         image_sizes: dict[str, tuple[int, int]] | None) -> list:
+    """``[image_id, x0, y0, x1, y1]`` of one box line, checked."""
+    image_id, *values = _fields(file, number, text, 5, "path,x0,y0,x1,y1")
+    x0, y0, x1, y1 = (
+        _number(file, number, text, v, name, integer=False)
+        for v, name in zip(values, ("x0", "y0", "x1", "y1"), strict=True)
+    )
+    if x1 < x0 or y1 < y0:
+        raise MetadataError(
+            f"{file}:{number}: box of {image_id!r} has x1 < x0 or y1 < y0 ({text!r}). Boxes "
+            "are corners x0,y0,x1,y1, not x,y,width,height: write x1 = x + width, "
+            "y1 = y + height."
+        )
+    if x0 < 0 or y0 < 0:
+        raise MetadataError(
+            f"{file}:{number}: box of {image_id!r} has a negative corner ({text!r}); clip it "
+            "to the image."
+        )
+    if image_sizes is not None and image_id in image_sizes:
+        w, h = image_sizes[image_id]
+        if x1 > w or y1 > h:
+            raise MetadataError(
+                f"{file}:{number}: box of {image_id!r} ({text!r}) lies outside the image of "
+                f"size w={w}, h={h} from image_sizes.txt. Fix the box or the size."
+            )
+    return [image_id, x0, y0, x1, y1]
+
+
+def read_mask_paths(
+    path: str | Path, problems: Problems = None
+) -> tuple[dict[str, list[str]], dict[str, str | None]]:
     """Read mask lines ``path,mask_path,ignore_path``.
 
     Returns:
@@ -260,21 +302,25 @@ def read_mask_paths(path: str | Path) -> tuple[dict[str, list[str]], dict[str, s
     masks: dict[str, list[str]] = {}
     ignores: dict[str, str | None] = {}
     for number, text in _lines(file):
-        image_id, mask_path, ignore_path = _fields(
-            file, number, text, 3, "path,mask_path,ignore_path"
-        )
-        if not mask_path:
-            raise MetadataError(
-                f"{file}:{number}: the mask path of {image_id!r} is empty: {text!r}."
+        try:
+            image_id, mask_path, ignore_path = _fields(
+                file, number, text, 3, "path,mask_path,ignore_path"
             )
-        masks.setdefault(image_id, []).append(mask_path)
-        previous = ignores.get(image_id)
-        if ignore_path:
-            if previous is not None and previous != ignore_path:
+            if not mask_path:
+                raise MetadataError(
+                    f"{file}:{number}: the mask path of {image_id!r} is empty: {text!r}."
+                )
+            previous = ignores.get(image_id)
+            if ignore_path and previous is not None and previous != ignore_path:
                 raise MetadataError(
                     f"{file}:{number}: image {image_id!r} gets ignore mask {ignore_path!r} but had "
                     f"{previous!r} before. One image has one ignore mask."
                 )
+        except MetadataError as error:
+            _record(problems, "bad mask line", error, text)
+            continue
+        masks.setdefault(image_id, []).append(mask_path)
+        if ignore_path:
             ignores[image_id] = ignore_path
         else:
             ignores.setdefault(image_id, None)
@@ -282,7 +328,8 @@ def read_mask_paths(path: str | Path) -> tuple[dict[str, list[str]], dict[str, s
 
 
 def read_localization(
-    path: str | Path, image_sizes: dict[str, tuple[int, int]] | None = None
+    path: str | Path, image_sizes: dict[str, tuple[int, int]] | None = None,
+    problems: Problems = None,
 ) -> tuple[str, object]:
     """Read ``localization.txt`` of either kind.
 
@@ -292,72 +339,102 @@ def read_localization(
     file = Path(path)
     kind = _localization_kind(file)
     if kind == "boxes":
-        return kind, read_boxes(file, image_sizes)
-    return kind, read_mask_paths(file)
+        return kind, read_boxes(file, image_sizes, problems)
+    return kind, read_mask_paths(file, problems)
 
 
-def _check_known(file: Path, ids: Iterable[str], known: set[str]) -> None:
+def _check_known(file: Path, ids: Iterable[str], known: set[str], problems: list[ReadProblem]) -> None:
     unknown = [i for i in ids if i not in known]
     if unknown:
-        raise MetadataError(
+        problems.append(ReadProblem("unknown id", (
             f"{file}: {len(unknown)} image id(s) not listed in image_ids.txt, e.g. {unknown[0]!r}. "
             "The files of a split folder must describe the same images; regenerate them together."
-        )
+        )))
 
 
-def _check_covered(file: Path, what: str, ids: list[str], table: dict) -> None:
-    missing = [i for i in ids if i not in table]
+def _check_covered(file: Path, what: str, ids: list[str], table: dict, faulty: set[str],
+                   problems: list[ReadProblem]) -> None:
+    """Images without a line in ``file`` (those whose line was faulty are listed already)."""
+    missing = [i for i in ids if i not in table and i not in faulty]
     if missing:
-        raise MetadataError(
+        problems.append(ReadProblem(f"no {what}", (
             f"{file}: no {what} for {len(missing)} image(s) of image_ids.txt, e.g. {missing[0]!r}. "
             f"Add the {what} or remove the image from image_ids.txt."
-        )
+        )))
+        faulty.update(missing)
 
 
-def read_metadata(folder: str | Path, split: str | None = None) -> Metadata:
+def _only(table: dict | None, keep: set[str]) -> dict | None:
+    return None if table is None else {k: v for k, v in table.items() if k in keep}
+
+
+def read_metadata(folder: str | Path, split: str | None = None,
+                  problems: list[ReadProblem] | None = None) -> Metadata:
     """Read a split folder (or ``folder/split``); optional files may be absent.
 
     ``image_ids.txt`` is required. When present, ``class_labels.txt``, ``image_sizes.txt`` and
     ``localization.txt`` must cover every image id and mention no other; an empty
     ``image_sizes.txt`` or ``localization.txt`` (as the field publishes some) counts as absent.
 
+    Every line fault is collected. With ``problems`` (a list), they are appended to it and the
+    images they concern are left out of the returned :class:`Metadata`; without it, one
+    :class:`MetadataError` lists them.
+
     Raises:
-        MetadataError: for a missing folder/file or a malformed line.
+        MetadataError: for a missing folder/file, or for line faults when ``problems`` is None.
     """
     split_dir = resolve_split_dir(folder, split)
-    ids = read_image_ids(split_dir / "image_ids.txt")
+    found: list[ReadProblem] = []
+    ids = read_image_ids(split_dir / "image_ids.txt", found)
     known = set(ids)
+
+    def faulty() -> set[str]:
+        return {p.image_id for p in found if p.image_id}
 
     labels = sizes = boxes = masks = ignores = None
     label_file = split_dir / "class_labels.txt"
     if label_file.is_file():
-        labels = read_class_labels(label_file)
-        _check_known(label_file, labels, known)
-        _check_covered(label_file, "class label", ids, labels)
+        labels = read_class_labels(label_file, found)
+        _check_known(label_file, labels, known, found)
+        _check_covered(label_file, "class label", ids, labels, faulty(), found)
     # the field's metadata has empty image_sizes.txt (every OpenImages split, ILSVRC train)
     # and localization.txt (the train splits): read as absent
     size_file = split_dir / "image_sizes.txt"
     if size_file.is_file() and not _empty(size_file):
-        sizes = read_image_sizes(size_file)
-        _check_known(size_file, sizes, known)
-        _check_covered(size_file, "image size", ids, sizes)
+        sizes = read_image_sizes(size_file, found)
+        _check_known(size_file, sizes, known, found)
+        _check_covered(size_file, "image size", ids, sizes, faulty(), found)
     loc_file = split_dir / "localization.txt"
     if loc_file.is_file() and not _empty(loc_file):
-        kind, content = read_localization(loc_file, sizes)
+        kind, content = read_localization(loc_file, sizes, found)
         if kind == "boxes":
             boxes = content  # type: ignore[assignment]
-            _check_known(loc_file, boxes, known)
-            _check_covered(loc_file, "box", ids, boxes)
+            _check_known(loc_file, boxes, known, found)
+            _check_covered(loc_file, "box", ids, boxes, faulty(), found)
         else:
             masks, ignores = content  # type: ignore[misc]
-            _check_known(loc_file, masks, known)
-            _check_covered(loc_file, "mask", ids, masks)
+            _check_known(loc_file, masks, known, found)
+            _check_covered(loc_file, "mask", ids, masks, faulty(), found)
+    if found and problems is None:
+        shown = " ".join(p.message for p in found[:SHOWN_IN_ERROR])
+        more = f" ... and {len(found) - SHOWN_IN_ERROR} more." if len(found) > SHOWN_IN_ERROR else ""
+        raise MetadataError(f"{len(found)} fault(s) in {split_dir}: {shown}{more}")
+    if problems is not None:
+        problems.extend(capped(found, str(split_dir)))
+    left_out = faulty() | _uncovered(ids, labels, sizes, boxes, masks)
+    kept = [i for i in ids if i not in left_out]
+    keep = set(kept)
     return Metadata(
         folder=split_dir,
-        image_ids=ids,
-        class_labels=labels,
-        image_sizes=sizes,
-        boxes=boxes,
-        mask_paths=masks,
-        ignore_paths=ignores,
+        image_ids=kept,
+        class_labels=_only(labels, keep),
+        image_sizes=_only(sizes, keep),
+        boxes=_only(boxes, keep),
+        mask_paths=_only(masks, keep),
+        ignore_paths=_only(ignores, keep),
     )
+
+
+def _uncovered(ids: list[str], *tables: dict | None) -> set[str]:
+    """Images missing from one of the tables that are present."""
+    return {i for i in ids for table in tables if table is not None and i not in table}

@@ -35,8 +35,9 @@ class OpenImagesDataModule(WSOLDataModule):
         metadata = resolve_metadata_root(self.metadata_root, "OpenImages", "data.metadata_root")
         root = Path(self.root).expanduser()
         mask_root = Path(self.mask_root).expanduser() if self.mask_root else root
-        splits = read_metadata_splits(metadata, root, mask_root)
+        problems: list = []
+        splits = read_metadata_splits(metadata, root, mask_root, problems)
         names = names_from_ids(splits, self.num_classes)
         return Tables(splits, names, f"data.num_classes (labels of {metadata})",
                       f"OpenImages30k (wsol metadata {metadata}) with images under {root}, "
-                      f"masks under {mask_root}")
+                      f"masks under {mask_root}", problems=problems)

@@ -216,10 +216,12 @@ def resolve_metadata_root(metadata_root: str | Path | None, dataset: str, overri
 
 
 def read_metadata_split(folder: Path, name: str, images_root: Path,
-                        mask_root: Path | None = None) -> Split:
-    """One metadata split folder as a :class:`Split` (through :func:`read_metadata`)."""
+                        mask_root: Path | None = None, problems: list | None = None) -> Split:
+    """One metadata split folder as a :class:`Split` (through :func:`read_metadata`). With
+    ``problems`` (a list), its line faults are appended there (``Tables.problems``, listed by
+    ``check_data``, refused before training) and their images left out; without, they raise."""
     try:
-        meta = read_metadata(folder)
+        meta = read_metadata(folder, problems=problems)
     except MetadataError as error:
         raise DatasetError(f"{error} (data.split=wsol reads {folder}.)") from error
     if meta.class_labels is None:
@@ -257,9 +259,10 @@ def read_metadata_split(folder: Path, name: str, images_root: Path,
                        mask_paths=mask_paths, ignore_paths=ignore_paths)
 
 
-def read_metadata_splits(metadata_root: Path, images_root: Path,
-                         mask_root: Path | None = None) -> dict[str, Split]:
-    """train, val and test of a metadata folder (all three must be there)."""
+def read_metadata_splits(metadata_root: Path, images_root: Path, mask_root: Path | None = None,
+                         problems: list | None = None) -> dict[str, Split]:
+    """train, val and test of a metadata folder (all three must be there); line faults go to
+    ``problems`` as in :func:`read_metadata_split`."""
     missing = [s for s in SPLITS if not (metadata_root / s / "image_ids.txt").is_file()]
     if missing:
         raise DatasetError(
@@ -267,7 +270,8 @@ def read_metadata_splits(metadata_root: Path, images_root: Path,
             f"({metadata_root / missing[0] / 'image_ids.txt'} does not exist). data.split=wsol "
             "needs train/, val/ and test/, as in the wsolevaluation repository's metadata."
         )
-    return {s: read_metadata_split(metadata_root / s, s, images_root, mask_root) for s in SPLITS}
+    return {s: read_metadata_split(metadata_root / s, s, images_root, mask_root, problems)
+            for s in SPLITS}
 
 
 def names_from_ids(splits: dict[str, Split], num_classes: int) -> list[str]:
