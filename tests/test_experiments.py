@@ -66,6 +66,8 @@ SETTINGS = {
     "wsol_openimages_resnet50": ("resnet50_gap", "openimages", "gap", "cam"),
     "synthetic_gap": ("tinynet_gap", "synthetic", "gap", "cam"),
     "synthetic_gmp": ("tinynet_gap", "synthetic", "gmp", "cam"),
+    "synthetic_pooling_gap": ("tinynet_gap", "synthetic", "gap", "cam"),
+    "synthetic_pooling_gmp": ("tinynet_gap", "synthetic", "gmp", "cam"),
 }
 
 # the field's table (PAPER.md 4.0), methods beside CAM: (ImageNet, CUB, OpenImages) x (VGG16,
