@@ -55,8 +55,16 @@ class RecordHparams(L.Callback):
     def on_train_start(self, trainer, pl_module) -> None:
         hparams = pl_module.hparams
         record = {"optim": dict(hparams.optim), "scheduler": dict(hparams.scheduler),
-                  "method": None if self.method is None else dict(self.method),
+                  "method": None if self.method is None else _settings(self.method),
                   "rank": trainer.global_rank, "world_size": trainer.world_size,
                   "rank_zero_only": rank_zero_only.rank}
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / f"hparams_rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
+def _settings(method) -> dict:
+    """A method's hyper-parameters: the config node, or the method object the model was given
+    (``${method}`` is instantiated with the callback)."""
+    if isinstance(method, dict) or hasattr(method, "keys"):
+        return dict(method)
+    return {k: v for k, v in vars(method).items() if isinstance(v, (bool, int, float, str))}

@@ -264,6 +264,22 @@ def test_random_search_best_preset_single_test_run_and_report(tmp_path: Path, da
 
 
 @pytest.mark.slow
+def test_a_search_in_which_every_trial_diverges_ends_in_one_paragraph(tmp_path: Path, data_dir: Path,
+                                                                       method_conf: Path) -> None:
+    done = _cli(tmp_path, "-m", "--config-dir", str(method_conf), "--config-name", CONFIG_NAME,
+                "hparams_search=wsol", "method=cam", "hydra.sweeper.n_trials=2",
+                "model.optim.lr=choice(1e9,1e10)", *QUICK, "trainer.limit_val_batches=1",
+                f"paths.data_dir={data_dir}")
+    assert done.returncode == 1, done.stderr[-3000:]
+    sweep = _sweep(tmp_path)
+    assert f"camexp: no trial of {sweep} completed (2 failed or diverged; see" in done.stdout
+    assert "Traceback" not in done.stderr and "No trials are completed yet" not in done.stderr
+    rows = (sweep / "trials.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",diverged," in row for row in rows[1:])
+    assert not (sweep / "best_trial").exists()
+
+
+@pytest.mark.slow
 def test_tpe_search_with_a_diverging_trial(tmp_path: Path, data_dir: Path, method_conf: Path) -> None:
     import optuna
 
@@ -296,13 +312,63 @@ def test_tpe_search_with_a_diverging_trial(tmp_path: Path, data_dir: Path, metho
     assert (sweep / "best_trial" / "experiment" / "best_trial.yaml").is_file()
 
 
+def _process(seconds: float, status: int = 0) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", f"import time, sys; time.sleep({seconds}); sys.exit({status})"])
+
+
+def test_a_failed_ddp_trial_kills_its_processes_but_not_the_sweep() -> None:
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+
+    from camexp.search import TrialProcesses
+
+    # Lightning's own observer of DDP children; "main" stands in for the sweep's process
+    def trial(spared: bool) -> tuple[subprocess.Popen, subprocess.Popen, subprocess.Popen]:
+        main, failing, waiting = _process(60), _process(0.2, status=1), _process(60)
+        observer = _ChildProcessObserver(main.pid, [failing, waiting], sleep_period=0.5)
+        if spared:
+            with TrialProcesses(timeout_s=5, poll_s=0.05):
+                observer.start()
+                waiting.wait(timeout=10)  # killed by the observer once the failing rank exits
+        else:
+            observer.start()
+            waiting.wait(timeout=10)
+        observer.join(timeout=5)
+        return main, failing, waiting
+
+    main, failing, waiting = trial(spared=False)
+    assert (failing.returncode, waiting.returncode) == (1, -9)
+    assert main.wait(timeout=5) == -9  # without it, Lightning kills the sweep
+    main, failing, waiting = trial(spared=True)
+    assert (failing.returncode, waiting.returncode) == (1, -9)
+    assert main.poll() is None  # the sweep lives on to the next trial
+    main.kill()
+    main.wait()
+
+
+def test_a_trials_processes_that_do_not_exit_are_killed_at_its_end() -> None:
+    from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
+
+    from camexp.search import TrialProcesses
+
+    main, done, stuck = _process(60), _process(0), _process(60)
+    observer = _ChildProcessObserver(main.pid, [done, stuck], sleep_period=0.5)
+    with TrialProcesses(timeout_s=1.0, poll_s=0.05) as processes:
+        observer.start()
+        done.wait(timeout=10)
+    assert processes.killed == 1 and stuck.returncode == -9 and done.returncode == 0
+    observer.join(timeout=5)
+    assert not observer.is_alive() and main.poll() is None
+    main.kill()
+    main.wait()
+
+
 @pytest.mark.slow
-@pytest.mark.skip(reason="after merging issues 10-15 the 2-process search trial leaves rank 1 waiting "
-                         "after rank 0 exits (issue 12 stays open for it)")
 def test_ddp_trials_use_the_same_values_on_both_ranks(tmp_path: Path, data_dir: Path,
                                                        method_conf: Path) -> None:
     done = _cli(tmp_path, "-m", "--config-dir", str(method_conf), "--config-name", CONFIG_NAME,
                 "hparams_search=wsol", "method=adl", "hydra.sweeper.n_trials=2",
+                # the sampler's seed 2 draws 1e9 (the trial diverges on both ranks) then 0.05
+                "model.optim.lr=choice(1e9,0.05)", "hydra.sweeper.sampler.seed=2",
                 "trainer.devices=2", "+trainer.strategy=ddp",
                 "+callbacks.record._target_=tests.search_helpers.RecordHparams",
                 "+callbacks.record.output_dir=${paths.output_dir}", "+callbacks.record.method=${method}",
@@ -322,6 +388,9 @@ def test_ddp_trials_use_the_same_values_on_both_ranks(tmp_path: Path, data_dir: 
         assert float(sampled["model.optim.lr"]) == ranks[0]["optim"]["lr"]
         assert int(sampled["model.scheduler.step_size"]) == ranks[1]["scheduler"]["step_size"]
         assert float(sampled["method.drop_rate"]) == ranks[1]["method"]["drop_rate"]
-        seen.append(ranks[0]["optim"]["lr"])
-    assert seen[0] != seen[1]  # each trial its own draw, shared by its two processes
+        seen.append((ranks[0]["optim"]["lr"], trial["status"]))
+    # each trial its own draw, shared by its two processes; the diverged trial is recorded as
+    # failed and its processes end without taking the search with them
+    assert seen == [(1e9, "diverged"), (0.05, "complete")], seen
+    assert "Forcefully terminating" not in done.stderr
     _no_test_in_trials(sweep)

@@ -20,6 +20,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
+import sys
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -140,7 +143,8 @@ def run_trial(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) 
         return train(cfg)
     output_dir = cfg.paths.output_dir
     try:
-        numbers = train(cfg)
+        with TrialProcesses():  # a failed DDP trial must not end the search
+            numbers = train(cfg)
     except TrainingDiverged as error:
         write_trial(output_dir, cfg, "diverged", None, error=str(error))
         print(f"camexp: trial diverged, recorded as failed: {error}")
@@ -153,6 +157,78 @@ def run_trial(cfg: DictConfig, train: Callable[[DictConfig], dict[str, float]]) 
     value = numbers.pop("_objective")
     write_trial(output_dir, cfg, "complete", value, numbers)
     return value
+
+
+# Lightning's thread (lightning.fabric.strategies.launchers.subprocess_script) that SIGKILLs the
+# main process and every DDP process as soon as one of them exits with a non-zero status
+OBSERVER_THREAD = "child-process-observer"
+
+
+def _observers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == OBSERVER_THREAD]
+
+
+def spare_the_sweep(observer: threading.Thread) -> None:
+    """Make Lightning's observer of a trial's DDP processes kill only those processes, not the
+    sweep's (which is the trial's rank 0 and runs the next trials): rank 0 then fails in its
+    next collective, and the trial is recorded as failed."""
+    children = list(getattr(observer, "_child_processes", []))
+
+    def kill_the_children() -> None:
+        for process in children:
+            if process.poll() is None:
+                process.kill()
+
+    observer._terminate_all = kill_the_children
+    observer._camexp_spared = True
+
+
+class TrialProcesses:
+    """``with TrialProcesses(): train(cfg)`` around a search trial, in the sweep's process.
+
+    Lightning starts the other DDP ranks of a trial as child processes, with a thread that
+    SIGKILLs them all, and the main process, when one exits with a non-zero status. A failed
+    or diverged trial makes its ranks exit non-zero, so that thread would kill the search (and
+    leave the next trial's rank 1 waiting forever). Here a watcher tells each such thread to
+    spare the sweep (:func:`spare_the_sweep`) as soon as it starts, and at the end of the trial
+    the thread is stopped and the children get ``timeout_s`` to exit (they stop on their own: a
+    divergence is decided on every rank at once) before they are killed (``killed`` counts
+    them). Outside DDP there is no such thread and this does nothing.
+    """
+
+    def __init__(self, timeout_s: float = 60.0, poll_s: float = 0.2) -> None:
+        self.timeout_s = timeout_s
+        self.poll_s = poll_s
+        self.killed = 0
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            for observer in _observers():
+                if not getattr(observer, "_camexp_spared", False):
+                    spare_the_sweep(observer)
+
+    def __enter__(self) -> TrialProcesses:
+        self._watcher = threading.Thread(target=self._watch, name="camexp-trial-processes",
+                                         daemon=True)
+        self._watcher.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+        for observer in _observers():
+            spare_the_sweep(observer)
+            observer._run = lambda: True  # its next check ends it
+            for process in getattr(observer, "_child_processes", []):
+                try:
+                    process.wait(timeout=self.timeout_s)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                    self.killed += 1
 
 
 def has_patch_side(cfg: DictConfig, trial) -> None:
@@ -238,7 +314,8 @@ def finish_search(sweep_dir: str | Path, direction: str = "maximize") -> Path | 
     failed = sum(t.get("status") != "complete" for t in trials)
     if best is None:
         print(f"camexp: no trial of {sweep_dir} completed ({failed} failed or diverged; see "
-              f"{sweep_dir / 'trials.csv'}); no preset written.")
+              f"{sweep_dir / 'trials.csv'} and each trial's trial.json for why); no preset "
+              "written. Narrow the ranges (a lower model.optim.lr) or fix the error, then search again.")
         return None
     preset = sweep_dir / PRESET_DIR / "experiment" / f"{PRESET_NAME}.yaml"
     preset.parent.mkdir(parents=True, exist_ok=True)
@@ -249,9 +326,28 @@ def finish_search(sweep_dir: str | Path, direction: str = "maximize") -> Path | 
     return preset
 
 
+# the search of this process (set when it starts), for the message when no trial completed
+_SEARCH: dict[str, str] = {}
+
+
 class BestTrialPreset(HydraCallback):
     """Hydra callback of ``hparams_search``: after the last trial, write the best one's preset."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _SEARCH.update(dir=str(config.hydra.sweep.dir),
+                       direction=str(config.hydra.sweeper.get("direction", "maximize")))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         direction = str(config.hydra.sweeper.get("direction", "maximize"))
         finish_search(config.hydra.sweep.dir, direction)
+
+
+def exit_if_no_trial_completed(error: BaseException) -> None:
+    """hydra-optuna-sweeper ends a search in which every trial failed with optuna's
+    ``ValueError: No trials are completed yet.`` (and a traceback): write ``trials.csv``, say
+    so in one paragraph (:func:`finish_search`) and exit 1 instead."""
+    if not (isinstance(error, ValueError) and "No trials are completed yet" in str(error)
+            and _SEARCH):
+        return
+    finish_search(_SEARCH["dir"], _SEARCH["direction"])
+    sys.exit(1)

@@ -17,7 +17,7 @@ from camexp.run import build_trainer, finish_run, one_job, prepare_data
 from camexp.run_settings import RunSettings
 from camexp.run_start import start_run
 from camexp.runfolder import RunFolder
-from camexp.search import objective_value, run_trial
+from camexp.search import exit_if_no_trial_completed, objective_value, run_trial
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -79,4 +79,8 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    try:
+        run_cli(main)
+    except ValueError as error:  # a search in which no trial completed
+        exit_if_no_trial_completed(error)
+        raise
