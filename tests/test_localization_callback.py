@@ -18,7 +18,7 @@ LOCALIZATION_KEYS = [
     "MaxBoxAcc", "MaxBoxAcc_best_tau", "MaxBoxAccV2", "MaxBoxAccV2_IoU30", "MaxBoxAccV2_IoU50",
     "MaxBoxAccV2_IoU70", "MaxBoxAccV2_best_tau_IoU30", "MaxBoxAccV2_best_tau_IoU50",
     "MaxBoxAccV2_best_tau_IoU70", "loc_top1_err", "loc_top5_err", "loc_gt_known", "PxAP",
-    "MaxBoxAccV2_center_baseline",
+    "MaxBoxAccV2_center_baseline", "PxAP_center_baseline",
 ]
 
 
@@ -73,6 +73,19 @@ def test_training_run_logs_every_localization_metric_and_writes_the_curve(tmp_pa
     assert len(rows) == 1 + 100  # arange(0, 1, 0.01)
     best_v1 = max(float(row[1]) for row in rows[1:])
     assert best_v1 == pytest.approx(metrics["test/MaxBoxAcc"], abs=1e-3)
+    # the field's centre baseline with masks: the Gaussian map's PxAP on the test masks
+    from hydra.utils import instantiate
+
+    from camexp.localization.metrics import PxAP
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.setup("test")
+    pxap = PxAP(0.01, image_size=(56, 56))
+    for batch in datamodule.test_dataloader():
+        centre = center_gaussian((56, 56)).expand(len(batch["mask"]), -1, -1)
+        pxap.update(centre, batch["mask"] > 127, batch.get("ignore"))
+    assert metrics["test/PxAP_center_baseline"] == pytest.approx(float(pxap.compute()["PxAP"]), abs=1e-4)
+    assert metrics["test/PxAP_center_baseline"] != pytest.approx(metrics["test/PxAP"], abs=1e-3)
     assert (tmp_path / "run" / "localization" / "test_box_accuracy_curve.png").stat().st_size > 1000
 
 

@@ -25,8 +25,10 @@ def _config(arch: str, method: str, data: dict) -> dict:
 
 def test_presets_carry_the_fields_numbers_for_every_cell() -> None:
     numbers = field_numbers(load_presets())
-    # PAPER.md 4.0: 6 methods x 3 backbones x 3 datasets
-    assert len(numbers) == 54
+    # PAPER.md 4.0: 6 methods and the FSL baseline x 3 backbones x 3 datasets
+    assert len(numbers) == 63
+    assert numbers[("CUB", "InceptionV3", "FSL")] == 86.6
+    assert numbers[("OpenImages", "ResNet50", "FSL")] == 74.4
     assert numbers[("CUB", "VGG16", "ADL")] == 66.3
     assert numbers[("ImageNet", "InceptionV3", "CutMix")] == 63.9
     assert numbers[("OpenImages", "ResNet50", "HaS")] == 55.9
@@ -36,11 +38,16 @@ def test_presets_carry_the_fields_numbers_for_every_cell() -> None:
 
 def test_field_table_places_runs_by_what_they_ran(tmp_path: Path) -> None:
     root = tmp_path / "sweep"
-    fake_run(root / "0", _config("vgg16", "ADL", CUB), {"test/MaxBoxAccV2": 60.3})
-    fake_run(root / "1", _config("vgg16", "ADL", CUB), {"test/MaxBoxAccV2": 62.3})  # a 2nd seed
+    fake_run(root / "0", _config("vgg16", "ADL", CUB), {"test/MaxBoxAccV2": 60.3,
+                                                         "test/MaxBoxAccV2_center_baseline": 58.0})
+    fake_run(root / "1", _config("vgg16", "ADL", CUB), {"test/MaxBoxAccV2": 62.3,  # a 2nd seed
+                                                         "test/MaxBoxAccV2_center_baseline": 59.0})
     fake_run(root / "2", _config("resnet50", "ADL", CUB), {"test/MaxBoxAccV2": 50.0})
     fake_run(root / "3", _config("vgg16", "CAM", CUB), {"test/MaxBoxAccV2": 63.0})
-    fake_run(root / "4", _config("vgg16", "HideAndSeek", OPENIMAGES), {"test/PxAP": 57.1, "test/MaxBoxAccV2": 1.0})
+    fake_run(root / "4", _config("vgg16", "HideAndSeek", OPENIMAGES), {
+        "test/PxAP": 57.1, "test/MaxBoxAccV2": 1.0, "test/PxAP_center_baseline": 44.0,
+        "test/MaxBoxAccV2_center_baseline": 2.0})
+    fake_run(root / "6", _config("vgg16", "FSL", CUB), {"test/MaxBoxAccV2": 70.0})
     fake_run(root / "5", _config("vgg16", "SPG", CUB), None)  # unfinished: not in the table
     ckpt = root / "2" / "checkpoints" / "last.ckpt"  # an eval run of run 2's checkpoint
     fake_run(tmp_path / "sweep" / "eval", {"ckpt_path": str(ckpt), "data": CUB}, {"test/MaxBoxAccV2": 52.0})
@@ -60,6 +67,14 @@ def test_field_table_places_runs_by_what_they_ran(tmp_path: Path) -> None:
     # just under the halves: 56.1 / 62.3)
     assert "| ADL | 61.3 (2) / 66.3 | 51.0 (2) / 58.4 | 56.1 / 62.3 | - | - / - |" in table
     assert "| CAM | 63.0 / 63.7 | - | 63.0 / 63.7 |" in table
+    assert "| FSL | 70.0 / 71.6 | - | 70.0 / 71.6 |" in table
+    # the centre baseline row: the runs' own centre baselines (PxAP on OpenImages), the field's
+    # one number per dataset (PAPER.md 4.0)
+    centre = cells[("CUB", "VGG16", "Centre baseline")]
+    assert centre["n"] == 2 and centre["ours"] == pytest.approx(58.5) and centre["field"] == 59.7
+    assert cells[("OpenImages", "VGG16", "Centre baseline")]["ours"] == 44.0
+    assert lines["Centre baseline"].startswith("| Centre baseline | 58.5 (2) / 59.7 | - | 58.5 / 59.7 | 44.0 / 45.8 |")
+    assert list(lines)[1:] == ["CAM", "HaS", "ADL", "FSL", "Centre baseline"]
     assert "The field's table" in (tmp_path / "out" / "report.md").read_text()
 
 
@@ -82,7 +97,8 @@ def test_a_sweep_of_the_six_methods_prints_the_methods_table(tmp_path: Path, dat
     for line in (sweep / "report" / "field_table.md").read_text().splitlines():
         if line.startswith("| ") and not line.startswith("| method"):
             rows[line.split(" | ")[0][2:]] = line
-    assert list(rows) == ["CAM", "HaS", "ACoL", "SPG", "ADL", "CutMix"]
+    assert list(rows) == ["CAM", "HaS", "ACoL", "SPG", "ADL", "CutMix", "Centre baseline"]
+    rows.pop("Centre baseline")
     for method, line in rows.items():
         job = next(j for j in sweep.iterdir() if (j / "metrics.json").is_file()
                    and f"method={method.lower()}" in (j / ".hydra/overrides.yaml").read_text())

@@ -9,8 +9,9 @@ package's raw map of the target layer (:mod:`camexp.maps.posthoc`).
 Logged per stage (``val/...``, ``test/...``): ``MaxBoxAcc`` and its best threshold,
 ``MaxBoxAccV2`` with ``_IoU30/50/70`` and their best thresholds, the paper's
 ``loc_top1_err``, ``loc_top5_err`` and ``loc_gt_known`` at a fixed fraction of the maximum,
-``PxAP`` when the batches carry masks, and ``MaxBoxAccV2_center_baseline`` (an isotropic
-Gaussian centred on every image, scored by the same metric). The accuracy-versus-threshold
+``PxAP`` when the batches carry masks, and ``MaxBoxAccV2_center_baseline`` (with masks also
+``PxAP_center_baseline``: the field's centre baseline, an isotropic Gaussian centred on every
+image, scored by the same metric). The accuracy-versus-threshold
 curve is written as CSV and PNG under ``output_dir`` and logged to the logger.
 """
 
@@ -140,6 +141,7 @@ class CAMLocalization(L.Callback):
         if self.center_baseline:
             metrics["center"] = MaxBoxAccV2(self.iou_thresholds, self.multi_contour,
                                             image_size=size, **self.settings)
+            metrics["center_pxap"] = PxAP(self.settings["cam_curve_interval"], image_size=size)
             self.center_map = center_gaussian(size).float()
         self.metrics[stage] = {name: m.to(pl_module.device) for name, m in metrics.items()}
         # decided from the config, not from the batches, so every DDP rank syncs the same metrics
@@ -228,6 +230,8 @@ class CAMLocalization(L.Callback):
         if self.center_baseline:
             center = self.center_map.to(gt_maps.device).expand(len(gt_maps), -1, -1)
             metrics["center"].update(center, boxes, num_boxes)
+            if self.use_masks:
+                metrics["center_pxap"].update(center, batch["mask"] > 127, batch.get("ignore"))
 
     def _finish(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.posthoc is not None:
@@ -245,6 +249,8 @@ class CAMLocalization(L.Callback):
             results.update({k: float(v) for k, v in metrics["pxap"].compute().items()})
         if self.center_baseline:
             results["MaxBoxAccV2_center_baseline"] = float(metrics["center"].compute()["MaxBoxAccV2"])
+            if self.use_masks:  # the field's centre baseline on OpenImages is a PxAP
+                results["PxAP_center_baseline"] = float(metrics["center_pxap"].compute()["PxAP"])
         self.results[stage] = results
         pl_module.log_dict({f"{stage}/{key}": value for key, value in results.items()})
         # curve() sums the states over processes (a collective): all ranks, rank 0 writes
