@@ -66,3 +66,40 @@ def test_documented_command_composes_and_validates(where: str, entry: str, token
     for overrides in _expand(tokens):
         cfg = compose_config(entry, overrides, tmp_path / "run", tmp_path / "data")
         validate(cfg)
+
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading: lowercase, punctuation other than '-' and '_' dropped,
+    spaces to '-'."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    return {_anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", text, flags=re.M)}
+
+
+def test_anchor_rule_on_known_headings() -> None:
+    assert _anchor("GAP versus GMP at equal classification") == "gap-versus-gmp-at-equal-classification"
+    assert _anchor("Your own dataset (CUB layout)") == "your-own-dataset-cub-layout"
+    assert _anchor("Models (`conf/model/`)") == "models-confmodel"
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_relative_links_point_to_files_and_headings_that_exist(doc: Path) -> None:
+    broken = []
+    text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+    for target in LINK.findall(text):
+        if re.match(r"[a-z]+://", target):
+            continue
+        file, _, anchor = target.partition("#")
+        path = (doc.parent / file).resolve() if file else doc
+        if not path.is_file():
+            broken.append(f"{target}: no file {path}")
+        elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
+            broken.append(f"{target}: no heading with anchor #{anchor} in {path.name}")
+    assert not broken, f"{doc.name}: " + "; ".join(broken)
