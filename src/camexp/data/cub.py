@@ -142,6 +142,15 @@ class ReadProblem:
     image_id: str | None = None
 
 
+def record_fault(problems: list[ReadProblem] | None, kind: str, error: UserError,
+                 image_id: str | None = None) -> None:
+    """A fault of one line (or one annotation file): kept in ``problems``, so that the reading
+    goes on and ``check_data`` lists them all, or raised when there is no list."""
+    if problems is None:
+        raise error
+    problems.append(ReadProblem(kind, str(error), image_id))
+
+
 def capped(problems: list[ReadProblem], where: str) -> list[ReadProblem]:
     """``problems`` with at most ``MAX_READ_PROBLEMS`` kept, the rest counted in one more."""
     if len(problems) <= MAX_READ_PROBLEMS:

@@ -28,7 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from camexp.data.cub import DatasetError, ReadProblem, capped, split_train_val, text_lines
+from camexp.data.cub import (
+    DatasetError,
+    ReadProblem,
+    capped,
+    record_fault,
+    split_train_val,
+    text_lines,
+)
 from camexp.data.wsol import (
     Origin,
     Split,
@@ -68,11 +75,8 @@ def _search_dirs(root: Path) -> list[Path]:
 
 
 def _fault(problems: list[ReadProblem] | None, kind: str, message: str) -> None:
-    """A fault of one line or one annotation file: kept in ``problems`` (the reading goes on,
-    so that ``check_data`` lists them all), or raised without a list."""
-    if problems is None:
-        raise DatasetError(message)
-    problems.append(ReadProblem(kind, message))
+    """:func:`record_fault` of a :class:`DatasetError` with ``message``."""
+    record_fault(problems, kind, DatasetError(message))
 
 
 def read_synset_mapping(path: Path, problems: list[ReadProblem] | None = None) -> dict[str, str]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from camexp.data.cub import ReadProblem, capped, text_lines
+from camexp.data.cub import ReadProblem, capped, record_fault, text_lines
 from camexp.errors import UserError
 
 __all__ = [
@@ -129,10 +129,8 @@ SHOWN_IN_ERROR = 20
 
 
 def _record(problems: Problems, kind: str, error: MetadataError, text: str) -> None:
-    """Keep a line fault in ``problems`` (with the line's image id), or raise it without one."""
-    if problems is None:
-        raise error
-    problems.append(ReadProblem(kind, str(error), text.split(",", 1)[0].strip() or None))
+    """:func:`record_fault` with the image id of the line ``text``."""
+    record_fault(problems, kind, error, text.split(",", 1)[0].strip() or None)
 
 
 def _fields(path: Path, number: int, text: str, expected: int, layout: str) -> list[str]:
@@ -354,14 +352,14 @@ def _check_known(file: Path, ids: Iterable[str], known: set[str], problems: list
 
 def _check_covered(file: Path, what: str, ids: list[str], table: dict, faulty: set[str],
                    problems: list[ReadProblem]) -> None:
-    """Images without a line in ``file`` (those whose line was faulty are listed already)."""
+    """Images without a line in ``file`` (those whose line was faulty are listed already);
+    :func:`read_metadata` leaves them out."""
     missing = [i for i in ids if i not in table and i not in faulty]
     if missing:
         problems.append(ReadProblem(f"no {what}", (
             f"{file}: no {what} for {len(missing)} image(s) of image_ids.txt, e.g. {missing[0]!r}. "
             f"Add the {what} or remove the image from image_ids.txt."
         )))
-        faulty.update(missing)
 
 
 def _only(table: dict | None, keep: set[str]) -> dict | None:
