@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from camexp.acceleration import CompileError
-from camexp.errors import exit_on_user_error
-from camexp.module import CAMClassifier
+from camexp.core.errors import CompileError, exit_on_user_error
+from camexp.modules.cam_classifier import CAMClassifier
 from tests.conftest import compose_config
 
 ADL = {"_target_": "camexp.methods.ADL", "drop_rate": 0.5, "threshold": 0.9}
@@ -118,7 +117,8 @@ def test_gpu_presets_turn_channels_last_on(tmp_path, trainer, expected) -> None:
     ("data.decode_device=gpu", r"data.decode_device='gpu' is not allowed; use one of \['cpu', 'cuda'\]"),
 ])
 def test_speed_settings_are_validated(tmp_path, override, message) -> None:
-    from camexp.config import ConfigError, validate
+    from camexp.config.validate import validate
+    from camexp.core.errors import ConfigError
 
     cfg = compose_config("train", [override], tmp_path / "out", tmp_path / "data")
     with pytest.raises(ConfigError, match=message):

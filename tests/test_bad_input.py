@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 from camexp.check_data import check_data
-from camexp.config import ConfigError, validate
-from camexp.data.cub import DatasetError, read_cub
-from camexp.data.datamodule import CUBDataModule, ImageNetDataModule, OpenImagesDataModule
-from camexp.data.metadata import MetadataError, read_metadata
-from camexp.eval_maps import EvalMapsError, evaluate_maps
+from camexp.config.validate import validate
+from camexp.core.errors import ConfigError, DatasetError, EvalMapsError, MetadataError
+from camexp.data.cub import read_cub
+from camexp.data.datamodule import CUBDataModule
+from camexp.data.imagenet import ImageNetDataModule
+from camexp.data.metadata import read_metadata
+from camexp.data.openimages import OpenImagesDataModule
+from camexp.localization.offline import evaluate_maps
 from tests.conftest import TINY_SYNTHETIC, compose_config, write_cub, write_metadata
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,12 +118,12 @@ def test_check_data_lists_every_line_fault_with_file_and_line(tmp_path: Path) ->
 
 
 def test_line_faults_are_kept_up_to_a_cap_and_counted(tmp_path: Path, monkeypatch) -> None:
-    import camexp.data.cub as cub_module
+    import camexp.data.text_files as text_files
 
     cub = write_cub(tmp_path / "cub")
     labels = cub / "image_class_labels.txt"
     labels.write_text(labels.read_text() + "".join(f"{100 + k} 1\n" for k in range(7)))
-    monkeypatch.setattr(cub_module, "MAX_READ_PROBLEMS", 5)
+    monkeypatch.setattr(text_files, "MAX_READ_PROBLEMS", 5)
     problems = read_cub(cub).problems
     assert len(problems) == 6 and problems[-1].message.startswith("... and 2 more line faults")
 

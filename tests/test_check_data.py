@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from camexp.check_data import check_data
-from camexp.data.cub import DatasetError
+from camexp.core.errors import DatasetError
 from camexp.data.datamodule import CUBDataModule
 from camexp.data.imagenet import ImageNetDataModule
 from tests.conftest import compose_config, write_cub, write_imagenet, write_metadata

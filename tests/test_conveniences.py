@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from camexp.run import one_job
-from camexp.run_start import MissingTagsError, require_tags, save_config_tree
+from camexp.core.errors import MissingTagsError
+from camexp.runs.job import one_job
+from camexp.runs.start import require_tags, save_config_tree
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config
 
@@ -61,7 +62,7 @@ def test_a_sweep_without_tags_stops_with_the_message(tmp_path: Path) -> None:
 def test_logger_many_composes_csv_tensorboard_and_wandb(tmp_path: Path) -> None:
     cfg = compose_config("train", ["logger=many"], tmp_path / "run", tmp_path)
     assert set(cfg.logger) == {"csv", "tensorboard", "wandb"}
-    assert cfg.logger.wandb._target_ == "camexp.loggers.wandb_logger"
+    assert cfg.logger.wandb._target_ == "camexp.runs.loggers.wandb_logger"
 
 
 @pytest.mark.slow

@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from camexp.data.cub import DatasetError, read_cub, resolve_cub_root, split_train_val
+from camexp.core.errors import DatasetError
+from camexp.data.cub import read_cub, resolve_cub_root
 from camexp.data.datamodule import CUBDataModule
 from camexp.data.dataset import WSOLDataset, collate
 from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler, sample_seed
+from camexp.data.tables import split_train_val
 from camexp.data.transforms import EvalTransform, TrainTransform, normalize_images
 
 
@@ -224,7 +226,7 @@ def test_paths_that_leave_the_dataset_folder_are_refused(cub_dir: Path) -> None:
 
 
 def test_metadata_image_ids_that_leave_the_root_are_refused(tmp_path: Path) -> None:
-    from camexp.data.wsol import read_metadata_split
+    from camexp.data.metadata import read_metadata_split
     from tests.conftest import write_metadata
 
     meta = write_metadata(tmp_path / "meta", tmp_path / "images",

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torchvision.io import ImageReadMode, decode_image, read_file
 
-from camexp.data.cub import DatasetError
-from camexp.data.dataset import read_image
+from camexp.core.errors import DatasetError
+from camexp.data.images import read_image
 from camexp.data.transforms import TrainTransform
 
 

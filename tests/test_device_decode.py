@@ -13,9 +13,10 @@ import simplejpeg
 import torch
 from PIL import Image
 
-from camexp.data.cub import DatasetError
+from camexp.core.errors import DatasetError
 from camexp.data.datamodule import CUBDataModule
-from camexp.data.device_decode import decode_batch, jpeg_size
+from camexp.data.device_decode import decode_batch
+from camexp.data.images import jpeg_size
 from camexp.data.transforms import EvalTransform, TrainTransform, resize_image_float
 
 CPU = torch.device("cpu")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from camexp.config import validate
+from camexp.config.validate import validate
 from tests.conftest import compose_config
 
 REPO = Path(__file__).resolve().parents[1]

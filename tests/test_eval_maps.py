@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
-from camexp.data.metadata import MetadataError
-from camexp.eval_maps import EvalMapsError, evaluate_maps, run
+from camexp.core.errors import EvalMapsError, MetadataError
+from camexp.eval_maps import run
 from camexp.localization import MapError
+from camexp.localization.offline import evaluate_maps
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 REPO = CONF_DIR.parent

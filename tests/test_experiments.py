@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from camexp.config import validate
-from camexp.report import parse_paper
+from camexp.config.validate import validate
+from camexp.report.collect import parse_paper
 from camexp.train import train
 from tests.conftest import CONF_DIR, TINY_SYNTHETIC, compose_config
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from camexp.data.cub import DatasetError
+from camexp.core.errors import DatasetError
 from camexp.data.imagenet import ImageNetDataModule
 from camexp.train import train
 from tests.conftest import WNIDS, compose_config, write_imagenet

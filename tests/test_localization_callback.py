@@ -10,7 +10,8 @@ import sys
 import pytest
 import torch
 
-from camexp.callbacks.localization import backprop_saliency, center_gaussian
+from camexp.maps.backprop import backprop_saliency
+from camexp.maps.center import center_gaussian
 from camexp.train import train
 from tests.conftest import compose_config
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from camexp.config import validate
+from camexp.config.validate import validate
 from camexp.eval import evaluate
 from camexp.methods import Method, MethodError
 from camexp.train import train

@@ -11,7 +11,7 @@ import torchvision
 from torchvision import models as tvm
 
 from camexp.models import BACKBONES, CAMNet, WeightsError
-from camexp.module import CAMClassifier
+from camexp.modules.cam_classifier import CAMClassifier
 
 # (H, W) of the maps that feed the pooling, at 224 x 224 input (PAPER.md 1.2 and 2)
 FEATURE_SIZES = {

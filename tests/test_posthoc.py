@@ -15,15 +15,10 @@ import pytest
 import torch
 import torchvision
 
-from camexp.errors import UserError
+from camexp.core.errors import TargetLayerError, UserError
 from camexp.eval import evaluate
 from camexp.maps.posthoc import POSTHOC_METHODS, PosthocMaps
-from camexp.maps.target_layers import (
-    TargetLayerError,
-    camnet_default,
-    resolve_target_layer,
-    torchvision_default,
-)
+from camexp.maps.target_layers import camnet_default, resolve_target_layer, torchvision_default
 from camexp.models import CAMNet
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config

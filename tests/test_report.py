@@ -10,7 +10,9 @@ import pytest
 import yaml
 from omegaconf import OmegaConf, open_dict
 
-from camexp.report import derived_metrics, main, make_report
+from camexp.report.__main__ import main
+from camexp.report.build import make_report
+from camexp.report.collect import derived_metrics
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from camexp.report import load_presets, make_report
-from camexp.report_field import field_cells, field_numbers
+from camexp.report.build import make_report
+from camexp.report.collect import load_presets
+from camexp.report.field_table import field_cells, field_numbers
 from tests.conftest import TINY_SYNTHETIC
 from tests.test_report import fake_run
 
@@ -53,7 +54,7 @@ def test_field_table_places_runs_by_what_they_ran(tmp_path: Path) -> None:
     fake_run(tmp_path / "sweep" / "eval", {"ckpt_path": str(ckpt), "data": CUB}, {"test/MaxBoxAccV2": 52.0})
     make_report(root, tmp_path / "out")
     cells = {(c["dataset"], c["backbone"], c["method"]): c for c in field_cells(
-        __import__("camexp.report", fromlist=["find_runs"]).find_runs(root), load_presets())}
+        __import__("camexp.report.collect", fromlist=["find_runs"]).find_runs(root), load_presets())}
     adl = cells[("CUB", "VGG16", "ADL")]
     assert adl["n"] == 2 and adl["ours"] == pytest.approx(61.3) and adl["field"] == 66.3
     assert adl["diff"] == pytest.approx(-5.0)

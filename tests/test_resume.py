@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from camexp.checkpointing import (
+from camexp.core.errors import UserError
+from camexp.runs.checkpoints import (
     PREEMPTED_EXIT_CODE,
     AtomicCheckpointIO,
     find_resume_checkpoint,
     resolve_resume,
 )
-from camexp.errors import UserError
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config
 
@@ -274,8 +274,8 @@ def test_resume_picks_the_checkpoint_furthest_in_training_not_the_newest_file(tm
 
 
 def test_checkpoint_of_another_model_names_what_differs(tmp_path: Path) -> None:
-    from camexp.checkpointing import check_resume_compatible
-    from camexp.module import CAMClassifier
+    from camexp.modules.cam_classifier import CAMClassifier
+    from camexp.runs.checkpoints import check_resume_compatible
 
     small = CAMClassifier("tiny", 10, head={"num_convs": 1, "width": 16})
     torch.save({"state_dict": small.state_dict(), "hyper_parameters": dict(small.hparams)}, tmp_path / "s.ckpt")

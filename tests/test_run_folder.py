@@ -15,9 +15,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from camexp.errors import UserError, exit_on_user_error, user_message
-from camexp.loggers import resumable_csv_logger, run_id, trim_csv_log
-from camexp.runfolder import LOCK_NAME, RunFolder, RunFolderLocked, is_main_process
+from camexp.core.errors import RunFolderLocked, UserError, exit_on_user_error, user_message
+from camexp.runs.folder import LOCK_NAME, RunFolder, is_main_process
+from camexp.runs.loggers import resumable_csv_logger, run_id, trim_csv_log
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config, write_cub
 
@@ -172,7 +172,7 @@ def test_weights_error_raised_in_instantiate_exits_2_as_one_paragraph(tmp_path: 
 
 
 def test_worker_traceback_is_reduced_to_the_message() -> None:
-    from camexp.data.cub import DatasetError
+    from camexp.core.errors import DatasetError
 
     wrapped = DatasetError("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most "
                            "recent call last):\n  File \"x.py\", line 3, in f\n    raise\n"

@@ -9,10 +9,10 @@ import pytest
 import torch
 import yaml
 
-from camexp.data.cub import DatasetError
+from camexp.core.errors import DatasetError
 from camexp.eval import evaluate
-from camexp.run import prepare_data
-from camexp.run_settings import CHECKPOINT_KEY, apply_training_settings
+from camexp.runs.job import prepare_data
+from camexp.runs.settings import CHECKPOINT_KEY, apply_training_settings
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config
 

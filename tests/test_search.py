@@ -16,8 +16,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from camexp.ledger import config_hash, record_test_evaluation
-from camexp.search import DivergenceGuard, TrainingDiverged, best_trial, has_patch_side
+from camexp.callbacks.divergence import DivergenceGuard
+from camexp.core.errors import TrainingDiverged
+from camexp.runs.ledger import config_hash, record_test_evaluation
+from camexp.search.results import best_trial
+from camexp.search.space import has_patch_side
 from tests.conftest import CONF_DIR, TINY_SYNTHETIC
 from tests.search_helpers import CONFIG_NAME, write_method_conf
 
@@ -97,7 +100,7 @@ def test_each_method_adds_its_own_space(method_conf: Path, method: str, keys: se
     for key in keys:
         assert cfg.hydra.sweeper.params[key] == "interval(0.0, 1.0)"
         assert OmegaConf.select(cfg, key) is not None  # the stand-in has the key the space names
-    assert (cfg.hydra.sweeper.custom_search_space == "camexp.search.has_patch_side") == (method == "has")
+    assert (cfg.hydra.sweeper.custom_search_space == "camexp.search.space.has_patch_side") == (method == "has")
 
 
 def test_data_ranges_and_objectives(method_conf: Path) -> None:
@@ -250,7 +253,7 @@ def test_random_search_best_preset_single_test_run_and_report(tmp_path: Path, da
     second = max((tmp_path / "outputs" / "train" / "runs").iterdir())
     assert json.loads((second / "test_record.json").read_text())["test_evaluations"] == 2
     assert "evaluated 2 times" in done.stdout
-    from camexp.report import make_report
+    from camexp.report.build import make_report
 
     for run_dir in (run, second):  # give the runs paper rows, as a preset's would be
         config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
@@ -319,7 +322,7 @@ def _process(seconds: float, status: int = 0) -> subprocess.Popen:
 def test_a_failed_ddp_trial_kills_its_processes_but_not_the_sweep() -> None:
     from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
 
-    from camexp.search import TrialProcesses
+    from camexp.search.processes import TrialProcesses
 
     # Lightning's own observer of DDP children; "main" stands in for the sweep's process
     def trial(spared: bool) -> tuple[subprocess.Popen, subprocess.Popen, subprocess.Popen]:
@@ -348,7 +351,7 @@ def test_a_failed_ddp_trial_kills_its_processes_but_not_the_sweep() -> None:
 def test_a_trials_processes_that_do_not_exit_are_killed_at_its_end() -> None:
     from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
 
-    from camexp.search import TrialProcesses
+    from camexp.search.processes import TrialProcesses
 
     main, done, stuck = _process(60), _process(0), _process(60)
     observer = _ChildProcessObserver(main.pid, [done, stuck], sleep_period=0.5)

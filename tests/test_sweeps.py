@@ -12,7 +12,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from camexp.run import prepare_data
+from camexp.runs.job import prepare_data
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config
 

@@ -12,18 +12,20 @@ import torch
 import torchvision.io
 from PIL import Image
 
-from camexp.data import synthetic
 from camexp.data.synthetic import (
     CLASS_CATALOGUE,
     CUB_DIRNAME,
     FORMAT_VERSION,
     SyntheticSpec,
     class_dirs,
+    classes,
     ensure_synthetic_cub,
     generate_sample,
     spec_hash,
     write_synthetic_cub,
+    writing,
 )
+from camexp.data.synthetic.__main__ import main as synthetic_main
 
 TINY = SyntheticSpec(
     num_classes=10, train_per_class=3, test_per_class=2, image_size=64, two_object_prob=0.4
@@ -82,7 +84,7 @@ def test_catalogue_is_valid() -> None:
     # Colour alone does not decide: every palette colour is shared by several classes.
     uses = np.bincount([i for c in first for i in c.palette])
     assert (uses[uses > 0] >= 2).all()
-    for ops in synthetic._SHAPES.values():  # shapes fit their unit circle, so rotation is safe
+    for ops in classes.SHAPES.values():  # shapes fit their unit circle, so rotation is safe
         for poly, value in ops:
             if value:  # holes may reach outside; what is filled may not
                 assert np.linalg.norm(poly, axis=1).max() <= 1.0 + 1e-9
@@ -206,13 +208,13 @@ def test_write_refuses_non_empty(cub: Path) -> None:
 
 def test_ensure_writes_once_and_reuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real_write = synthetic.write_synthetic_cub
+    real_write = writing.write_synthetic_cub
 
     def counting_write(root: Path, spec: SyntheticSpec | None = None) -> Path:
         calls.append(root)
         return real_write(root, spec)
 
-    monkeypatch.setattr(synthetic, "write_synthetic_cub", counting_write)
+    monkeypatch.setattr(writing, "write_synthetic_cub", counting_write)
     first = ensure_synthetic_cub(tmp_path, TINY)
     assert first == tmp_path / f"synthetic-{spec_hash(TINY)}" / CUB_DIRNAME
     assert re.fullmatch(r"synthetic-[0-9a-f]{12}", first.parent.name)
@@ -243,7 +245,7 @@ def test_ensure_ignores_crashed_write(tmp_path: Path, monkeypatch: pytest.Monkey
         raise RuntimeError("simulated crash")
 
     with monkeypatch.context() as m:
-        m.setattr(synthetic, "write_synthetic_cub", crashing_write)
+        m.setattr(writing, "write_synthetic_cub", crashing_write)
         with pytest.raises(RuntimeError, match="simulated crash"):
             ensure_synthetic_cub(tmp_path, TINY)
     assert not (tmp_path / f"synthetic-{digest}").exists()
@@ -326,12 +328,12 @@ def test_main_writes_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         "--seed",
         "5",
     ]
-    assert synthetic.main(argv) == 0
+    assert synthetic_main(argv) == 0
     cub = tmp_path / CUB_DIRNAME
     assert len((cub / "images.txt").read_text().splitlines()) == 6
     assert json.loads((cub / "synthetic.json").read_text())["spec"]["seed"] == 5
     assert "wrote 6 images" in capsys.readouterr().out
     with pytest.raises(SystemExit):  # refuses to overwrite
-        synthetic.main(argv)
+        synthetic_main(argv)
     with pytest.raises(SystemExit):  # invalid spec is a usage error
-        synthetic.main(["--out", str(tmp_path / "x"), "--image-size", "8"])
+        synthetic_main(["--out", str(tmp_path / "x"), "--image-size", "8"])

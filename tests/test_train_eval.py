@@ -12,8 +12,8 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from camexp.config import ConfigError, validate
-from camexp.errors import UserError
+from camexp.config.validate import validate
+from camexp.core.errors import ConfigError, UserError
 from camexp.eval import evaluate
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camexp.data.cub import DatasetError
+from camexp.core.errors import DatasetError
 from camexp.data.datamodule import CUBDataModule
-from camexp.data.wsol import rows_per_class
+from camexp.data.metadata import rows_per_class
 from tests.conftest import write_cub
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from camexp import loggers
-from camexp.errors import UserError
+from camexp.core.errors import UserError
+from camexp.runs import loggers
 from camexp.train import train
 from tests.conftest import TINY_SYNTHETIC, compose_config
 
@@ -59,7 +59,7 @@ def test_training_with_logger_wandb_runs_offline_in_the_run_folder(tmp_path: Pat
                  "callbacks.cam_pictures.num_images=1", "trainer.enable_progress_bar=false",
                  "localization.cam_curve_interval=0.01"]
     cfg = compose_config("train", overrides, run, data_dir)
-    assert cfg.logger.wandb._target_ == "camexp.loggers.wandb_logger"
+    assert cfg.logger.wandb._target_ == "camexp.runs.loggers.wandb_logger"
     start = time.monotonic()
     try:
         metrics = train(cfg)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from camexp.data.cub import DatasetError
-from camexp.data.datamodule import CUBDataModule, ImageNetDataModule, OpenImagesDataModule
+from camexp.core.errors import DatasetError
+from camexp.data.datamodule import CUBDataModule
 from camexp.data.dataset import WSOLDataset, collate
+from camexp.data.imagenet import ImageNetDataModule
+from camexp.data.openimages import OpenImagesDataModule
 from camexp.data.transforms import EvalTransform
 from camexp.train import train
 from tests.conftest import compose_config, write_cub, write_imagenet, write_metadata

@@ -18,8 +18,8 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from camexp.core.errors import exit_on_user_error, run_cli
 from camexp.data.checks import Report, check_tables
-from camexp.errors import exit_on_user_error, run_cli
 
 
 def check_data(cfg: DictConfig) -> Report:

@@ -7,15 +7,15 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from camexp.errors import UserError, exit_on_user_error, run_cli
-from camexp.ledger import record_test_evaluation
-from camexp.module import CAMClassifier
-from camexp.run import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
-from camexp.run_settings import apply_training_settings
-from camexp.run_start import start_run
-from camexp.runfolder import RunFolder
+from camexp.core.errors import UserError, exit_on_user_error, run_cli
+from camexp.modules.cam_classifier import CAMClassifier
+from camexp.runs.folder import RunFolder
+from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
+from camexp.runs.ledger import record_test_evaluation
+from camexp.runs.settings import apply_training_settings
+from camexp.runs.start import start_run
 
-TORCHVISION_TARGET = "camexp.torchvision_module.TorchvisionClassifier"
+TORCHVISION_TARGET = "camexp.modules.torchvision_classifier.TorchvisionClassifier"
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
@@ -24,7 +24,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     with ``model=torchvision``, torchvision's classifier as it is (no checkpoint)."""
     if cfg.get("model") is not None and cfg.model.get("_target_") == TORCHVISION_TARGET:
         datamodule = prepare_data(cfg)
-        from camexp.torchvision_module import TorchvisionClassifier
+        from camexp.modules.torchvision_classifier import TorchvisionClassifier
 
         options = OmegaConf.to_container(cfg.model, resolve=True)
         options.pop("_target_")

@@ -9,15 +9,16 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from camexp.checkpointing import check_resume_compatible, exit_preempted, resolve_resume
-from camexp.errors import exit_on_user_error, run_cli
-from camexp.ledger import record_test_evaluation
-from camexp.loggers import trim_csv_log
-from camexp.run import build_trainer, finish_run, one_job, prepare_data
-from camexp.run_settings import RunSettings
-from camexp.run_start import start_run
-from camexp.runfolder import RunFolder
-from camexp.search import exit_if_no_trial_completed, objective_value, run_trial
+from camexp.core.errors import exit_on_user_error, run_cli
+from camexp.runs.checkpoints import check_resume_compatible, exit_preempted, resolve_resume
+from camexp.runs.folder import RunFolder
+from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data
+from camexp.runs.ledger import record_test_evaluation
+from camexp.runs.loggers import trim_csv_log
+from camexp.runs.settings import RunSettings
+from camexp.runs.start import start_run
+from camexp.search.results import exit_if_no_trial_completed
+from camexp.search.trials import objective_value, run_trial
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -26,7 +27,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ``resume=auto`` continues from the checkpoint of the run folder furthest in training,
     ``ckpt_path=`` from a given one. A SIGTERM/SIGUSR1 (preemption) in any stage exits with
     status 75 (``SystemExit``), after saving ``checkpoints/preempted.ckpt`` while fitting.
-    The run folder is locked for the run (:class:`camexp.runfolder.RunFolder`). A test
+    The run folder is locked for the run (:class:`camexp.runs.folder.RunFolder`). A test
     evaluation is counted in the test ledger (``test_record.json``). In a search job
     (``optimized_metric`` set) the metrics also carry ``_objective``, the sweeper's value.
     """

@@ -7,13 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camexp.data.metadata import (
-    MetadataError,
-    read_image_ids,
-    read_metadata,
-    resolve_split_dir,
-)
-from camexp.errors import UserError
+from camexp.core.errors import MetadataError, UserError
+from camexp.data.metadata import read_image_ids, read_metadata, resolve_split_dir
 
 
 def write_split(folder: Path, files: dict[str, str]) -> Path:

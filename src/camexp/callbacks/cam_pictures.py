@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from camexp.callbacks.localization import CAMLocalization
+from camexp.core.messages import say
 from camexp.localization import box_iou, mask_boxes, normalize_map, quantize_map, threshold_levels
-from camexp.messages import say
 from camexp.viz import draw_cam_panel
 
 # predicted box colour by IoU with the best-matching ground-truth box

@@ -31,45 +31,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from camexp.errors import UserError  # noqa: E402
+from camexp.core.errors import UserError  # noqa: E402
 from camexp.localization import MaxBoxAcc, MaxBoxAccV2, PaperLocalization, PxAP  # noqa: E402
+from camexp.maps.backprop import backprop_saliency
+from camexp.maps.center import center_gaussian
 from camexp.maps.posthoc import PER_CHANNEL, POSTHOC_METHODS, PosthocMaps  # noqa: E402
 from camexp.maps.target_layers import camnet_default, resolve_target_layer  # noqa: E402
 
 METHODS = ("cam", "backprop", *POSTHOC_METHODS)
-
-
-def backprop_saliency(net: torch.nn.Module, inputs: Tensor, classes: Tensor) -> Tensor:
-    """Simonyan et al.'s saliency: ``max_channel |d S_c / d x|`` for each requested class.
-
-    Args:
-        net: maps (B, 3, H, W) to logits (B, C).
-        inputs: (B, 3, H, W) normalized images.
-        classes: (B, K) class indices.
-    Returns:
-        (B, K, H, W) saliency maps (non-negative, not normalized).
-    """
-    maps = []
-    with torch.enable_grad():
-        for k in range(classes.shape[1]):
-            x = inputs.detach().clone().requires_grad_(True)
-            logits = net(x)
-            score = logits.gather(1, classes[:, k : k + 1]).sum()
-            (grad,) = torch.autograd.grad(score, x)
-            maps.append(grad.abs().amax(dim=1))
-    return torch.stack(maps, dim=1)
-
-
-def center_gaussian(size: tuple[int, int], sigma_fraction: float = 0.25) -> Tensor:
-    """The field's centre baseline: an isotropic Gaussian centred on an (H, W) image.
-
-    ``sigma = sigma_fraction * min(H, W)`` pixels.
-    """
-    height, width = size
-    ys = torch.arange(height, dtype=torch.float64) - (height - 1) / 2
-    xs = torch.arange(width, dtype=torch.float64) - (width - 1) / 2
-    sigma = sigma_fraction * min(height, width)
-    return torch.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * sigma**2))
 
 
 class CAMLocalization(L.Callback):

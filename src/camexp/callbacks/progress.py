@@ -18,7 +18,7 @@ import time
 import lightning as L
 from lightning.pytorch.callbacks.progress import ProgressBar
 
-from camexp.messages import say
+from camexp.core.messages import say
 
 MODES = ("auto", "always", "never")
 # the metrics of the epoch line, in this order, when logged

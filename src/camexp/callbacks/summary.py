@@ -15,7 +15,7 @@ from lightning.pytorch.utilities.model_summary.model_summary import (
     get_human_readable_count,
 )
 
-from camexp.messages import say
+from camexp.core.messages import say
 
 DROPPED_COLUMNS = ("FLOPs",)
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from camexp.data.cub import DatasetError
-from camexp.data.dataset import read_image
-from camexp.data.wsol import Split, Tables
+from camexp.core.errors import DatasetError
+from camexp.data.images import read_image
+from camexp.data.tables import Split, Tables
 
 BAD_IMAGE_KINDS = ("missing image", "unreadable image", "missing mask")
 # boxes may touch the far border (x1 = w) and be one pixel off it (inclusive conventions)

@@ -14,7 +14,7 @@ Splits (``data.split``):
 
 Everything else (checks, datasets, loaders) is :class:`camexp.data.wsol.WSOLDataModule`'s.
 The ImageNet and OpenImages DataModules live in :mod:`camexp.data.imagenet` and
-:mod:`camexp.data.openimages`; they are re-exported here.
+:mod:`camexp.data.openimages`.
 """
 
 from __future__ import annotations
@@ -24,24 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from camexp.data.cub import (
-    CUBRecords,
-    DatasetError,
-    read_cub,
-    resolve_cub_root,
-    text_lines,
-)
-from camexp.data.wsol import (
-    Origin,
-    Split,
-    Tables,
-    WSOLDataModule,
-    names_from_ids,
-    read_metadata_splits,
-    resolve_metadata_root,
-)
-
-__all__ = ["CUBDataModule", "WSOLDataModule"]  # ImageNet/OpenImages DataModules: lazily, below
+from camexp.core.errors import DatasetError
+from camexp.data.cub import CUBRecords, read_cub, resolve_cub_root
+from camexp.data.metadata import names_from_ids, read_metadata_splits, resolve_metadata_root
+from camexp.data.tables import Origin, Split, Tables
+from camexp.data.text_files import text_lines
+from camexp.data.wsol import WSOLDataModule
 
 
 class CUBDataModule(WSOLDataModule):
@@ -145,16 +133,3 @@ class CUBDataModule(WSOLDataModule):
     def readable_class_names(self, names: list[str]) -> list[str]:
         """CUB's ``001.Black_footed_Albatross`` -> ``Black footed Albatross``."""
         return [name.split(".", 1)[-1].replace("_", " ") for name in names]
-
-
-def __getattr__(name: str):
-    # the other datasets' modules import this one's base; import them lazily
-    if name == "ImageNetDataModule":
-        from camexp.data.imagenet import ImageNetDataModule
-
-        return ImageNetDataModule
-    if name == "OpenImagesDataModule":
-        from camexp.data.openimages import OpenImagesDataModule
-
-        return OpenImagesDataModule
-    raise AttributeError(name)

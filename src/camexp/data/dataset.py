@@ -17,14 +17,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-import simplejpeg
 import torch
 from torch import Tensor
 from torch.utils.data import Dataset
-from torchvision.io import ImageReadMode, decode_image, read_file
 
-from camexp.data.cub import DatasetError
-from camexp.data.device_decode import jpeg_size
+from camexp.core.errors import DatasetError
+from camexp.data.images import read_encoded, read_image, read_mask
 from camexp.data.samplers import sample_seed
 from camexp.data.transforms import TrainTransform, resize_mask
 
@@ -34,66 +32,6 @@ log = logging.getLogger(__name__)
 # masks and CMYK JPEGs, and the warning would repeat in every worker.
 warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
                         category=DeprecationWarning)
-
-
-def read_image(path: Path) -> Tensor:
-    """Decode an image file to (3, H, W) uint8 RGB (an (H, W, 3) buffer seen channels first).
-
-    YCbCr and grayscale JPEGs go through simplejpeg (libjpeg-turbo with its accurate DCT and
-    fancy upsampling: the same pixels as torchvision's decoder and PIL, with less overhead per
-    call); CMYK JPEGs (a grey level apart there), JPEGs simplejpeg refuses, PNGs and anything
-    else through torchvision's native decoders. A truncated or damaged file is an error,
-    never a grey-filled image.
-    """
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise DatasetError(
-            f"Cannot read image {path}: {error}. Replace the file with an intact copy."
-        ) from error
-    return decode_bytes(data, path)
-
-
-def decode_bytes(data: bytes, name: str | Path) -> Tensor:
-    """:func:`read_image` of a file's bytes already read; ``name`` for the message."""
-    try:
-        if data[:2] == b"\xff\xd8":
-            try:
-                if simplejpeg.decode_jpeg_header(data)[2] in ("YCbCr", "Gray"):
-                    return torch.from_numpy(simplejpeg.decode_jpeg(data)).permute(2, 0, 1)
-            except ValueError:
-                pass  # torchvision's decoder has the last word, and the error message
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                            mode=ImageReadMode.RGB)
-    except (RuntimeError, OSError) as error:
-        raise DatasetError(
-            f"Cannot read image {name}: {error}. Replace the file with an intact copy."
-        ) from error
-
-
-def read_encoded(path: Path) -> tuple[Tensor, tuple[int, int]] | None:
-    """The bytes of a JPEG the GPU decoder is given, as a uint8 tensor, and its (H, W) from
-    the header; None for any other file (it is decoded on the CPU as usual)."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise DatasetError(
-            f"Cannot read image {path}: {error}. Replace the file with an intact copy."
-        ) from error
-    size = jpeg_size(data)
-    return None if size is None else (torch.frombuffer(bytearray(data), dtype=torch.uint8), size)
-
-
-def read_mask(path: Path) -> Tensor:
-    """Decode a mask PNG to (H, W) uint8 (CUB's segmentations are 8-bit grayscale)."""
-    try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.GRAY)[0]
-    except (RuntimeError, OSError) as error:
-        raise DatasetError(
-            f"Cannot read mask {path}: {error}. Replace it, or set data.load_masks=false."
-        ) from error
 
 
 class WSOLDataset(Dataset):

@@ -26,24 +26,12 @@ import torch
 from torch import Tensor
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from camexp.data.cub import DatasetError
+from camexp.core.errors import DatasetError
 from camexp.data.transforms import resize_image_float
 
 log = logging.getLogger(__name__)
 
 DECODE_DEVICES = ("cpu", "cuda")
-
-
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """``(height, width)`` of a YCbCr or grayscale JPEG from its header; None for anything
-    the GPU decoder is not given (CMYK, not a JPEG, an unreadable header)."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    try:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
-    except ValueError:
-        return None
-    return (int(height), int(width)) if colorspace in ("YCbCr", "Gray") else None
 
 
 def device_decoder_problem(device: torch.device) -> str | None:
@@ -82,7 +70,7 @@ def decode_batch(batch: dict, decode: dict, device: torch.device, transform,
                  on_bad_image: str = "error") -> dict:
     """Fill ``batch["image"]`` (B, 3, H, W) uint8 on ``device`` from the collated ``decode``
     entry (:func:`camexp.data.dataset.collate`) and the transform that drew its parameters."""
-    from camexp.data.dataset import decode_bytes  # dataset imports this module
+    from camexp.data.images import decode_bytes
 
     encoded: list[Tensor | None] = decode["encoded"]
     size = transform.output_size

@@ -28,22 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
-from camexp.data.cub import (
-    DatasetError,
-    ReadProblem,
-    capped,
-    record_fault,
-    split_train_val,
-    text_lines,
-)
-from camexp.data.wsol import (
-    Origin,
-    Split,
-    Tables,
-    WSOLDataModule,
-    read_metadata_splits,
-    resolve_metadata_root,
-)
+from camexp.core.errors import DatasetError
+from camexp.data.metadata import read_metadata_splits, resolve_metadata_root
+from camexp.data.tables import Origin, Split, Tables, split_train_val
+from camexp.data.text_files import ReadProblem, capped, record_fault, text_lines
+from camexp.data.wsol import WSOLDataModule
 
 IMAGE_SUFFIXES = (".jpeg", ".jpg", ".png")
 LAYOUT_HELP = (

@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from camexp.data.cub import ReadProblem, capped, record_fault, text_lines
-from camexp.errors import UserError
+from camexp.core.errors import DatasetError, MetadataError
+from camexp.data.tables import SPLITS, Origin, Split
+from camexp.data.text_files import ReadProblem, capped, check_inside, record_fault, text_lines
 
 __all__ = [
     "FILES",
@@ -43,10 +44,6 @@ __all__ = [
 ]
 
 FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
-
-
-class MetadataError(UserError, ValueError):
-    """The metadata folder or one of its files is missing or malformed."""
 
 
 @dataclass(frozen=True)
@@ -436,3 +433,124 @@ def read_metadata(folder: str | Path, split: str | None = None,
 def _uncovered(ids: list[str], *tables: dict | None) -> set[str]:
     """Images missing from one of the tables that are present."""
     return {i for i in ids for table in tables if table is not None and i not in table}
+
+
+def _first_field_lines(path: Path) -> dict[str, list[int]]:
+    """Line numbers of each first comma-separated field (image id) of a metadata file."""
+    lines: dict[str, list[int]] = {}
+    for number, raw in text_lines(path):
+        text = raw.strip()
+        if text:
+            lines.setdefault(text.split(",", 1)[0], []).append(number)
+    return lines
+
+
+def resolve_metadata_root(metadata_root: str | Path | None, dataset: str, override: str) -> Path:
+    """The folder holding ``train/ val/ test/`` of ``dataset`` (``metadata_root`` itself or
+    ``metadata_root/<dataset>``); raises a DatasetError naming what was looked at."""
+    if not metadata_root:
+        raise DatasetError(
+            f"data.split=wsol needs the field's metadata folders, but {override} is not set. "
+            f"Get them from the wsolevaluation repository (metadata/{dataset}/train|val|test) "
+            f"and pass {override}=/path/to/metadata/{dataset}."
+        )
+    root = Path(str(metadata_root)).expanduser()
+    for candidate in (root, root / dataset):
+        if any((candidate / split / "image_ids.txt").is_file() for split in SPLITS):
+            return candidate
+    raise DatasetError(
+        f"No metadata split folder found under {root} (looked for {root}/<train|val|test>/"
+        f"image_ids.txt and {root / dataset}/<split>/image_ids.txt). Point {override} at the "
+        f"folder metadata/{dataset} of the wsolevaluation repository (each split folder holds "
+        "image_ids.txt, class_labels.txt, image_sizes.txt, localization.txt)."
+    )
+
+
+def read_metadata_split(folder: Path, name: str, images_root: Path,
+                        mask_root: Path | None = None, problems: list | None = None) -> Split:
+    """One metadata split folder as a :class:`Split` (through :func:`read_metadata`). With
+    ``problems`` (a list), its line faults are appended there (``Tables.problems``, listed by
+    ``check_data``, refused before training) and their images left out; without, they raise."""
+    try:
+        meta = read_metadata(folder, problems=problems)
+    except MetadataError as error:
+        raise DatasetError(f"{error} (data.split=wsol reads {folder}.)") from error
+    if meta.class_labels is None:
+        raise DatasetError(
+            f"{folder / 'class_labels.txt'}: file not found. Every split folder needs "
+            "class_labels.txt ('path,label' a line) for training and evaluation."
+        )
+    ids = meta.image_ids
+    id_lines = _first_field_lines(folder / "image_ids.txt")
+    for image_id in ids:
+        check_inside(image_id, f"{folder / 'image_ids.txt'}, line {id_lines[image_id][0]}")
+    label_lines = _first_field_lines(folder / "class_labels.txt")
+    listed_in = Origin.lines_of(folder / "image_ids.txt", [id_lines[i][0] for i in ids])
+    label_origin = Origin.lines_of(folder / "class_labels.txt", [label_lines[i][0] for i in ids])
+    labels = [meta.class_labels[i] for i in ids]
+    sizes = None if meta.image_sizes is None else np.array([meta.image_sizes[i] for i in ids],
+                                                           dtype=np.int64).reshape(-1, 2)
+    boxes = box_origin = None
+    mask_paths = ignore_paths = None
+    if meta.boxes is not None:
+        loc_lines = _first_field_lines(folder / "localization.txt")
+        boxes = [meta.boxes[i] for i in ids]
+        box_origin = Origin.lines_of(folder / "localization.txt",
+                                     [n for i in ids for n in loc_lines[i]])
+    elif meta.mask_paths is not None:
+        mask_paths = [meta.mask_paths[i] for i in ids]
+        ignore_paths = [(meta.ignore_paths or {}).get(i) for i in ids]
+        where = f"{folder / 'localization.txt'} (image {{}})"
+        for image_id, masks, ignore in zip(ids, mask_paths, ignore_paths, strict=True):
+            for path in [*(masks if isinstance(masks, (list, tuple)) else [masks]), ignore]:
+                if path is not None:
+                    check_inside(str(path), where.format(image_id))
+    return Split.build(name, images_root, ids, labels, boxes, listed_in, label_origin, box_origin,
+                       sizes=sizes, mask_root=mask_root if mask_paths is not None else None,
+                       mask_paths=mask_paths, ignore_paths=ignore_paths)
+
+
+def read_metadata_splits(metadata_root: Path, images_root: Path, mask_root: Path | None = None,
+                         problems: list | None = None) -> dict[str, Split]:
+    """train, val and test of a metadata folder (all three must be there); line faults go to
+    ``problems`` as in :func:`read_metadata_split`."""
+    missing = [s for s in SPLITS if not (metadata_root / s / "image_ids.txt").is_file()]
+    if missing:
+        raise DatasetError(
+            f"{metadata_root} lacks the split folder(s) {', '.join(missing)} "
+            f"({metadata_root / missing[0] / 'image_ids.txt'} does not exist). data.split=wsol "
+            "needs train/, val/ and test/, as in the wsolevaluation repository's metadata."
+        )
+    return {s: read_metadata_split(metadata_root / s, s, images_root, mask_root, problems)
+            for s in SPLITS}
+
+
+def names_from_ids(splits: dict[str, Split], num_classes: int) -> list[str]:
+    """Class names from the first folder of each class's image ids (``001.Black_footed_...``)."""
+    names = [str(i) for i in range(num_classes)]
+    found: set[int] = set()
+    for split in splits.values():
+        for image_id, label in zip(split.ids, split.labels.tolist(), strict=True):
+            if 0 <= label < num_classes and label not in found and "/" in image_id:
+                parts = image_id.split("/")
+                names[label] = parts[-2]
+                found.add(label)
+        if len(found) == num_classes:
+            break
+    return names
+
+
+def rows_per_class(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, list]:
+    """``per_class`` rows of each label, drawn without replacement from a generator seeded by
+    ``seed`` (classes in sorted order, so the draw does not depend on the row order of other
+    classes); returns the sorted rows and ``(label, count)`` of the classes that have fewer."""
+    rng = np.random.default_rng(seed)
+    chosen: list[np.ndarray] = []
+    short: list[tuple[int, int]] = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) < per_class:
+            short.append((int(label), len(rows)))
+        chosen.append(rng.choice(rows, size=min(per_class, len(rows)), replace=False))
+    rows = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+    return rows.astype(np.int64), short

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from camexp.data.wsol import (
-    Tables,
-    WSOLDataModule,
-    names_from_ids,
-    read_metadata_splits,
-    resolve_metadata_root,
-)
+from camexp.data.metadata import names_from_ids, read_metadata_splits, resolve_metadata_root
+from camexp.data.tables import Tables
+from camexp.data.wsol import WSOLDataModule
 
 
 class OpenImagesDataModule(WSOLDataModule):

@@ -1,311 +1,44 @@
-"""Every dataset as arrays: the :class:`Split` table, the metadata-folder source, the base DataModule.
+"""The DataModule every dataset shares: :class:`WSOLDataModule`.
 
-A dataset source (CUB's text files, ILSVRC's folders and XML/CSV boxes, the field's metadata
-folders) reads its files ONCE into one :class:`Split` per split: image ids (paths relative to an
-images root), labels, boxes as one flat ``(M, 4)`` array with offsets, optional image sizes and
-mask paths, and where each row was declared (file and line, for messages). :class:`WSOLDataModule`
-then does the rest the same way for every dataset: fast checks (:mod:`camexp.data.checks`), the
+A dataset's reader (CUB's text files, ILSVRC's folders and XML/CSV boxes, the field's metadata
+folders) fills :class:`~camexp.data.tables.Tables` once; :class:`WSOLDataModule` then does the
+rest the same way for every dataset: fast checks (:mod:`camexp.data.checks`), the
 ``data.on_bad_image`` policy, :class:`~camexp.data.dataset.WSOLDataset` and the loaders.
+Subclasses (:mod:`camexp.data.datamodule` for CUB, :mod:`camexp.data.imagenet`,
+:mod:`camexp.data.openimages`) implement :meth:`WSOLDataModule.read_tables`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from camexp.data.cub import DatasetError, check_inside, split_train_val, text_lines
+from camexp.core.errors import DatasetError
 from camexp.data.dataset import WSOLDataset, collate
 from camexp.data.device_decode import DECODE_DEVICES, decode_batch, device_decoder_problem
-from camexp.data.metadata import MetadataError, read_metadata
+from camexp.data.metadata import rows_per_class
 from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler
+from camexp.data.tables import Split, Tables, split_train_val
 from camexp.data.transforms import EvalTransform, TrainTransform
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
-BAD_IMAGE_POLICIES = ("error", "skip")
 
 
 # -- tables ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where each row was declared: ``files[file_index[i]]``, line ``lines[i]`` (0: no line)."""
-
-    files: tuple[str, ...]
-    file_index: np.ndarray
-    lines: np.ndarray
-
-    @classmethod
-    def lines_of(cls, file: str | Path, lines: Sequence[int] | np.ndarray) -> Origin:
-        lines = np.asarray(lines, dtype=np.int64)
-        return cls((str(file),), np.zeros(len(lines), dtype=np.int32), lines)
-
-    @classmethod
-    def files_of(cls, files: Sequence[str | Path], index: Sequence[int] | np.ndarray) -> Origin:
-        index = np.asarray(index, dtype=np.int32)
-        return cls(tuple(str(f) for f in files), index, np.zeros(len(index), dtype=np.int64))
-
-    def __call__(self, row: int) -> str:
-        file = self.files[int(self.file_index[row])] if self.files else "?"
-        line = int(self.lines[row])
-        return f"{file}, line {line}" if line > 0 else file
-
-    def take(self, rows: np.ndarray) -> Origin:
-        return Origin(self.files, self.file_index[rows], self.lines[rows])
-
-
-def _empty_origin(count: int) -> Origin:
-    return Origin((), np.zeros(count, dtype=np.int32), np.zeros(count, dtype=np.int64))
-
-
-@dataclass(frozen=True)
-class Split:
-    """One split of a dataset, as arrays.
-
-    ``ids[i]`` is the image path relative to ``images_root``; ``labels`` 0-based int64;
-    image ``i``'s boxes are ``boxes[offsets[i]:offsets[i + 1]]`` (``x0, y0, x1, y1``, original
-    pixels); ``sizes`` ``(N, 2)`` ``(w, h)`` or None when the source does not give them;
-    ``mask_paths[i]`` the instance masks (relative to ``mask_root``), ``ignore_paths[i]`` the
-    ignore mask or None (OpenImages). ``listed_in``/``label_origin`` (per image) and
-    ``box_origin`` (per box) say where each was read, for messages.
-    """
-
-    name: str
-    images_root: Path
-    ids: list[str]
-    labels: np.ndarray
-    boxes: np.ndarray
-    offsets: np.ndarray
-    listed_in: Origin
-    label_origin: Origin
-    box_origin: Origin
-    sizes: np.ndarray | None = None
-    mask_root: Path | None = None
-    mask_paths: list[list[str]] | None = None
-    ignore_paths: list[str | None] | None = None
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @classmethod
-    def build(
-        cls,
-        name: str,
-        images_root: Path,
-        ids: list[str],
-        labels: Sequence[int] | np.ndarray,
-        boxes: Sequence[np.ndarray] | None = None,
-        listed_in: Origin | None = None,
-        label_origin: Origin | None = None,
-        box_origin: Origin | None = None,
-        **extra,
-    ) -> Split:
-        """A split from per-image box arrays (``boxes[i]`` of shape (K_i, 4)); None: no boxes."""
-        count = len(ids)
-        if boxes is None:
-            flat = np.zeros((0, 4), dtype=np.float64)
-            offsets = np.zeros(count + 1, dtype=np.int64)
-        else:
-            counts = np.array([len(b) for b in boxes], dtype=np.int64)
-            offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-            flat = (np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes])
-                    if count else np.zeros((0, 4)))
-        listed_in = listed_in or _empty_origin(count)
-        return cls(name, Path(images_root), list(ids), np.asarray(labels, dtype=np.int64), flat,
-                   offsets, listed_in, label_origin or listed_in,
-                   box_origin or _empty_origin(len(flat)), **extra)
-
-    @property
-    def num_boxes(self) -> np.ndarray:
-        return np.diff(self.offsets)
-
-    def boxes_of(self, row: int) -> np.ndarray:
-        return self.boxes[self.offsets[row] : self.offsets[row + 1]]
-
-    def box_rows(self) -> np.ndarray:
-        """The image row of every box."""
-        return np.repeat(np.arange(len(self)), self.num_boxes)
-
-    def image_file(self, row: int) -> Path:
-        return self.images_root / self.ids[row]
-
-    def take(self, rows: np.ndarray, name: str | None = None) -> Split:
-        """The rows ``rows`` (in that order) as a new split."""
-        rows = np.asarray(rows, dtype=np.int64)
-        counts = self.num_boxes[rows]
-        starts = self.offsets[:-1][rows]
-        total = int(counts.sum())
-        new_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        box_index = np.repeat(starts - new_offsets[:-1], counts) + np.arange(total)
-        return Split(
-            name=name or self.name,
-            images_root=self.images_root,
-            ids=[self.ids[r] for r in rows],
-            labels=self.labels[rows],
-            boxes=self.boxes[box_index],
-            offsets=new_offsets,
-            listed_in=self.listed_in.take(rows),
-            label_origin=self.label_origin.take(rows),
-            box_origin=self.box_origin.take(box_index),
-            sizes=None if self.sizes is None else self.sizes[rows],
-            mask_root=self.mask_root,
-            mask_paths=None if self.mask_paths is None else [self.mask_paths[r] for r in rows],
-            ignore_paths=None if self.ignore_paths is None else [self.ignore_paths[r] for r in rows],
-        )
-
-    def without(self, rows: Sequence[int]) -> Split:
-        keep = np.setdiff1d(np.arange(len(self)), np.asarray(list(rows), dtype=np.int64))
-        return self.take(keep)
-
-
-@dataclass
-class Tables:
-    """What a source read: the splits, the class names and where the classes are defined."""
-
-    splits: dict[str, Split]
-    class_names: list[str]
-    classes_from: str
-    description: str
-    notes: list[str] = field(default_factory=list)
-    # faults of single lines found while reading (camexp.data.cub.ReadProblem: kind, message)
-    problems: list = field(default_factory=list)
-
-
 # -- the field's metadata folders (data.split=wsol) ------------------------------------------
 
 
-def _first_field_lines(path: Path) -> dict[str, list[int]]:
-    """Line numbers of each first comma-separated field (image id) of a metadata file."""
-    lines: dict[str, list[int]] = {}
-    for number, raw in text_lines(path):
-        text = raw.strip()
-        if text:
-            lines.setdefault(text.split(",", 1)[0], []).append(number)
-    return lines
-
-
-def resolve_metadata_root(metadata_root: str | Path | None, dataset: str, override: str) -> Path:
-    """The folder holding ``train/ val/ test/`` of ``dataset`` (``metadata_root`` itself or
-    ``metadata_root/<dataset>``); raises a DatasetError naming what was looked at."""
-    if not metadata_root:
-        raise DatasetError(
-            f"data.split=wsol needs the field's metadata folders, but {override} is not set. "
-            f"Get them from the wsolevaluation repository (metadata/{dataset}/train|val|test) "
-            f"and pass {override}=/path/to/metadata/{dataset}."
-        )
-    root = Path(str(metadata_root)).expanduser()
-    for candidate in (root, root / dataset):
-        if any((candidate / split / "image_ids.txt").is_file() for split in SPLITS):
-            return candidate
-    raise DatasetError(
-        f"No metadata split folder found under {root} (looked for {root}/<train|val|test>/"
-        f"image_ids.txt and {root / dataset}/<split>/image_ids.txt). Point {override} at the "
-        f"folder metadata/{dataset} of the wsolevaluation repository (each split folder holds "
-        "image_ids.txt, class_labels.txt, image_sizes.txt, localization.txt)."
-    )
-
-
-def read_metadata_split(folder: Path, name: str, images_root: Path,
-                        mask_root: Path | None = None, problems: list | None = None) -> Split:
-    """One metadata split folder as a :class:`Split` (through :func:`read_metadata`). With
-    ``problems`` (a list), its line faults are appended there (``Tables.problems``, listed by
-    ``check_data``, refused before training) and their images left out; without, they raise."""
-    try:
-        meta = read_metadata(folder, problems=problems)
-    except MetadataError as error:
-        raise DatasetError(f"{error} (data.split=wsol reads {folder}.)") from error
-    if meta.class_labels is None:
-        raise DatasetError(
-            f"{folder / 'class_labels.txt'}: file not found. Every split folder needs "
-            "class_labels.txt ('path,label' a line) for training and evaluation."
-        )
-    ids = meta.image_ids
-    id_lines = _first_field_lines(folder / "image_ids.txt")
-    for image_id in ids:
-        check_inside(image_id, f"{folder / 'image_ids.txt'}, line {id_lines[image_id][0]}")
-    label_lines = _first_field_lines(folder / "class_labels.txt")
-    listed_in = Origin.lines_of(folder / "image_ids.txt", [id_lines[i][0] for i in ids])
-    label_origin = Origin.lines_of(folder / "class_labels.txt", [label_lines[i][0] for i in ids])
-    labels = [meta.class_labels[i] for i in ids]
-    sizes = None if meta.image_sizes is None else np.array([meta.image_sizes[i] for i in ids],
-                                                           dtype=np.int64).reshape(-1, 2)
-    boxes = box_origin = None
-    mask_paths = ignore_paths = None
-    if meta.boxes is not None:
-        loc_lines = _first_field_lines(folder / "localization.txt")
-        boxes = [meta.boxes[i] for i in ids]
-        box_origin = Origin.lines_of(folder / "localization.txt",
-                                     [n for i in ids for n in loc_lines[i]])
-    elif meta.mask_paths is not None:
-        mask_paths = [meta.mask_paths[i] for i in ids]
-        ignore_paths = [(meta.ignore_paths or {}).get(i) for i in ids]
-        where = f"{folder / 'localization.txt'} (image {{}})"
-        for image_id, masks, ignore in zip(ids, mask_paths, ignore_paths, strict=True):
-            for path in [*(masks if isinstance(masks, (list, tuple)) else [masks]), ignore]:
-                if path is not None:
-                    check_inside(str(path), where.format(image_id))
-    return Split.build(name, images_root, ids, labels, boxes, listed_in, label_origin, box_origin,
-                       sizes=sizes, mask_root=mask_root if mask_paths is not None else None,
-                       mask_paths=mask_paths, ignore_paths=ignore_paths)
-
-
-def read_metadata_splits(metadata_root: Path, images_root: Path, mask_root: Path | None = None,
-                         problems: list | None = None) -> dict[str, Split]:
-    """train, val and test of a metadata folder (all three must be there); line faults go to
-    ``problems`` as in :func:`read_metadata_split`."""
-    missing = [s for s in SPLITS if not (metadata_root / s / "image_ids.txt").is_file()]
-    if missing:
-        raise DatasetError(
-            f"{metadata_root} lacks the split folder(s) {', '.join(missing)} "
-            f"({metadata_root / missing[0] / 'image_ids.txt'} does not exist). data.split=wsol "
-            "needs train/, val/ and test/, as in the wsolevaluation repository's metadata."
-        )
-    return {s: read_metadata_split(metadata_root / s, s, images_root, mask_root, problems)
-            for s in SPLITS}
-
-
-def names_from_ids(splits: dict[str, Split], num_classes: int) -> list[str]:
-    """Class names from the first folder of each class's image ids (``001.Black_footed_...``)."""
-    names = [str(i) for i in range(num_classes)]
-    found: set[int] = set()
-    for split in splits.values():
-        for image_id, label in zip(split.ids, split.labels.tolist(), strict=True):
-            if 0 <= label < num_classes and label not in found and "/" in image_id:
-                parts = image_id.split("/")
-                names[label] = parts[-2]
-                found.add(label)
-        if len(found) == num_classes:
-            break
-    return names
-
-
-def rows_per_class(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, list]:
-    """``per_class`` rows of each label, drawn without replacement from a generator seeded by
-    ``seed`` (classes in sorted order, so the draw does not depend on the row order of other
-    classes); returns the sorted rows and ``(label, count)`` of the classes that have fewer."""
-    rng = np.random.default_rng(seed)
-    chosen: list[np.ndarray] = []
-    short: list[tuple[int, int]] = []
-    for label in np.unique(labels):
-        rows = np.flatnonzero(labels == label)
-        if len(rows) < per_class:
-            short.append((int(label), len(rows)))
-        chosen.append(rng.choice(rows, size=min(per_class, len(rows)), replace=False))
-    rows = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
-    return rows.astype(np.int64), short
-
-
 # -- the base DataModule ----------------------------------------------------------------------
+
+
+BAD_IMAGE_POLICIES = ("error", "skip")
 
 
 def auto_workers(devices: int) -> int:

@@ -20,9 +20,9 @@ Main entry points:
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from camexp.core.errors import BoxError, MapError, PxAPError
 from camexp.localization.boxes import (
     EMPTY_BOX,
-    BoxError,
     check_boxes,
     contour_boxes,
     mask_boxes,
@@ -32,7 +32,6 @@ from camexp.localization.boxes import (
 from camexp.localization.fast import box_sweep, box_sweep_counts, distinct_masks, sweep_pool
 from camexp.localization.iou import box_iou, max_iou
 from camexp.localization.maps import (
-    MapError,
     as_quantized,
     as_size,
     cam_thresholds,
@@ -43,7 +42,6 @@ from camexp.localization.maps import (
     threshold_levels,
 )
 from camexp.localization.pxap import (
-    PxAPError,
     pxap_bin_edges,
     pxap_curve,
     pxap_from_histograms,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from camexp.errors import UserError
+from camexp.core.errors import BoxError
 from camexp.localization.maps import as_size
 
 __all__ = [
@@ -29,10 +29,6 @@ __all__ = [
 ]
 
 EMPTY_BOX = np.zeros(4, dtype=np.int64)
-
-
-class BoxError(UserError, ValueError):
-    """Ground-truth boxes are malformed (wrong shape, inverted, outside the image)."""
 
 
 def check_boxes(

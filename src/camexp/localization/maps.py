@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from camexp.errors import UserError
+from camexp.core.errors import MapError
 
 __all__ = [
     "MapError",
@@ -33,10 +33,6 @@ __all__ = [
     "quantize_map",
     "threshold_levels",
 ]
-
-
-class MapError(UserError, ValueError):
-    """A score map is unusable (wrong shape, NaN/inf, values outside [0, 1])."""
 
 
 def as_size(size: int | Sequence[int]) -> tuple[int, int]:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from camexp.errors import UserError
+from camexp.core.errors import PxAPError
 from camexp.localization.maps import cam_thresholds
 
 __all__ = [
@@ -29,10 +29,6 @@ __all__ = [
     "pxap_from_histograms",
     "pxap_histograms",
 ]
-
-
-class PxAPError(UserError, ValueError):
-    """PxAP cannot be computed (no positive pixel, no prediction) or inputs mismatch."""
 
 
 def pxap_bin_edges(interval: float = 0.001) -> np.ndarray:

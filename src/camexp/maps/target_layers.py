@@ -11,11 +11,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from camexp.errors import UserError
-
-
-class TargetLayerError(UserError, ValueError):
-    """No usable target layer; the message names ``localization.target_layer=`` and candidates."""
+from camexp.core.errors import TargetLayerError
 
 
 def _features_last_relu(net: nn.Module) -> str:

@@ -13,9 +13,10 @@ hooks the network, the LightningModule and the localization callback call:
   split's boxes (camexp's reading of an unreleased design).
 """
 
+from camexp.core.errors import MethodError
 from camexp.methods.acol import ACoL
 from camexp.methods.adl import ADL
-from camexp.methods.base import Method, MethodError
+from camexp.methods.base import Method
 from camexp.methods.cam import CAM
 from camexp.methods.cutmix import CutMix
 from camexp.methods.fsl import FSL

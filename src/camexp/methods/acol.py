@@ -83,7 +83,7 @@ class ACoL(Method):
             source(net)
 
     def branches(self, net) -> nn.Module:
-        from camexp.models.cam_net import head_convs
+        from camexp.models.layers import head_convs
 
         width = net.classifier.in_features
         classifier_b = nn.Linear(width, net.classifier.out_features)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from camexp.methods.base import Method, MethodError, check_fraction, insert_after
+from camexp.core.errors import MethodError
+from camexp.methods.base import Method, check_fraction, insert_after
 
 
 def _last(module: nn.Module) -> str:

@@ -25,14 +25,10 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camexp.errors import UserError
+from camexp.core.errors import MethodError
 
 if TYPE_CHECKING:
     from camexp.models.cam_net import CAMNet
-
-
-class MethodError(UserError, ValueError):
-    """A method's setting or placement is not allowed; the message says which and the fix."""
 
 
 class Method:

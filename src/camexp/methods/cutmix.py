@@ -22,7 +22,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from camexp.methods.base import Method, MethodError, check_fraction
+from camexp.core.errors import MethodError
+from camexp.methods.base import Method, check_fraction
 
 
 def cutmix_box(lam: float, center_y: int, center_x: int, height: int, width: int) -> tuple[int, int, int, int]:

@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camexp.methods.base import Method, MethodError
+from camexp.core.errors import MethodError
+from camexp.methods.base import Method
 
 TARGETS = ("boxes", "masks")
 

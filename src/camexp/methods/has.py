@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from camexp.methods.base import Method, MethodError, check_fraction
+from camexp.core.errors import MethodError
+from camexp.methods.base import Method, check_fraction
 
 
 def hide_patches(images: Tensor, grid_size: int, drop_rate: float, rng: np.random.Generator) -> tuple[Tensor, Tensor]:

@@ -1,7 +1,8 @@
 """CAM networks: torchvision trunks cut for CAM, a GAP/GMP head, and weight loading."""
 
+from camexp.core.errors import WeightsError
 from camexp.models.backbones import BACKBONES, BackboneSpec
-from camexp.models.cam_net import POOLS, CAMNet, CAMOutput, GlobalPool
-from camexp.models.weights import WeightsError
+from camexp.models.cam_net import CAMNet, CAMOutput
+from camexp.models.layers import POOLS, GlobalPool
 
 __all__ = ["BACKBONES", "POOLS", "BackboneSpec", "CAMNet", "CAMOutput", "GlobalPool", "WeightsError"]

@@ -8,27 +8,17 @@ forward pass gives both the classification and the maps.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from camexp.core.errors import WeightsError
 from camexp.models.backbones import BACKBONES
-from camexp.models.weights import (
-    WeightsError,
-    download_imagenet_state_dict,
-    load_trunk_state,
-    read_state_dict,
-)
-
-if TYPE_CHECKING:
-    from camexp.methods import Method
-
-Pool = Literal["gap", "gmp"]
-POOLS = ("gap", "gmp")
+from camexp.models.layers import GlobalPool, Pool, head_convs
+from camexp.models.weights import download_imagenet_state_dict, load_trunk_state, read_state_dict
 
 
 class CAMOutput(NamedTuple):
@@ -40,33 +30,33 @@ class CAMOutput(NamedTuple):
     cams: Tensor | None
 
 
-class GlobalPool(nn.Module):
-    """Global average (GAP) or max (GMP) pooling over the spatial axes: (B, C, h, w) -> (B, C)."""
+class NetworkEdits(Protocol):
+    """What a training method may do to the network as it is built (:mod:`camexp.methods`
+    implements it; the network does not know the methods)."""
 
-    def __init__(self, kind: Pool) -> None:
-        super().__init__()
-        if kind not in POOLS:
-            raise ValueError(f"model.pool={kind!r} is not a pooling; use one of {POOLS}.")
-        self.kind = kind
+    def check(self, arch: str) -> None: ...
 
-    def forward(self, x: Tensor) -> Tensor:
-        return x.mean(dim=(2, 3)) if self.kind == "gap" else x.amax(dim=(2, 3))
+    def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]: ...
 
-    def extra_repr(self) -> str:
-        return self.kind
+    def edit(self, net: CAMNet) -> None: ...
+
+    def branches(self, net: CAMNet) -> nn.Module | None: ...
 
 
-def head_convs(in_channels: int, num_convs: int, width: int) -> nn.Sequential:
-    """The layers added on top of the trunk: ``num_convs`` x (conv 3x3, stride 1, pad 1, ReLU)."""
-    layers: OrderedDict[str, nn.Module] = OrderedDict()
-    for index in range(num_convs):
-        conv = nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1)
-        nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-        nn.init.zeros_(conv.bias)
-        layers[f"conv{index + 1}"] = conv
-        layers[f"relu{index + 1}"] = nn.ReLU(inplace=True)
-        in_channels = width
-    return nn.Sequential(layers)
+class NoEdits:
+    """The plain CAM network: no method changes it."""
+
+    def check(self, arch: str) -> None:
+        pass
+
+    def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]:
+        return num_convs, width
+
+    def edit(self, net: CAMNet) -> None:
+        pass
+
+    def branches(self, net: CAMNet) -> nn.Module | None:
+        return None
 
 
 class CAMNet(nn.Module):
@@ -97,16 +87,14 @@ class CAMNet(nn.Module):
         head_width: int = 1024,
         pretrained: bool = False,
         weights_path: str | Path | None = None,
-        method: Method | None = None,
+        method: NetworkEdits | None = None,
     ) -> None:
         super().__init__()
         if arch not in BACKBONES:
             raise ValueError(f"model.arch={arch!r} is unknown; use one of {sorted(BACKBONES)}.")
-        from camexp.methods import CAM
-
         spec = BACKBONES[arch]
         self.arch = arch
-        self.method = method or CAM()
+        self.method = method or NoEdits()
         self.method.check(arch)
         self.trunk_channels = spec.out_channels
         head_num_convs, head_width = self.method.head_shape(arch, head_num_convs, head_width)

@@ -16,12 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from camexp.errors import UserError
+from camexp.core.errors import WeightsError
 from camexp.models.backbones import BackboneSpec
-
-
-class WeightsError(UserError, RuntimeError):
-    """Weights could not be found, read or matched to the network."""
 
 
 def download_imagenet_state_dict(spec: BackboneSpec) -> dict[str, Tensor]:

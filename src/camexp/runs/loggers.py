@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from camexp.messages import say
+from camexp.core.messages import say
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 MODES = ("online", "offline", "disabled", "dryrun", "shared", "run")
@@ -70,7 +70,7 @@ def wandb_mode(requested: str | None = None, env: Mapping[str, str] | None = Non
     explicit = requested or env.get("WANDB_MODE")
     if explicit:
         if explicit not in MODES:
-            from camexp.errors import UserError
+            from camexp.core.errors import UserError
 
             raise UserError(
                 f"W&B mode {explicit!r} (logger.wandb.mode or WANDB_MODE) is not allowed; use one "

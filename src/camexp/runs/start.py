@@ -13,15 +13,11 @@ from pathlib import Path
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from camexp.errors import UserError
+from camexp.core.errors import MissingTagsError
 
 TREE_FILE = "config_tree.txt"
 # printed first, in this order; the other top-level keys follow in the config's order
 FIRST = ("data", "model", "method", "localization", "callbacks", "logger", "trainer", "paths")
-
-
-class MissingTagsError(UserError):
-    """A sweep was started without ``tags``."""
 
 
 def _is_multirun() -> bool:

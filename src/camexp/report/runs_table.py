@@ -24,8 +24,8 @@ from typing import Any
 
 import yaml
 
-from camexp.report import Run, read_run
-from camexp.run_info import SETTINGS_FILE, training_method
+from camexp.report.collect import Run, read_run
+from camexp.runs.info import SETTINGS_FILE, training_method
 
 # (column, header, unit) of the metrics shown: "pct" = a fraction shown in %, "num" = as logged
 METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (

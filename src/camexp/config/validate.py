@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
-from camexp.errors import UserError
+from camexp.core.errors import ConfigError, UserError
 from camexp.models import BACKBONES, POOLS
-from camexp.module import SCHEDULERS
-
-
-class ConfigError(UserError, ValueError):
-    """A config value is not allowed; the message names the key, the value and the choices."""
+from camexp.modules.cam_classifier import SCHEDULERS
 
 
 def _check_choice(key: str, value, allowed) -> None:
@@ -27,7 +23,7 @@ def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first disallowed value in the model and data groups."""
     model = cfg.get("model")
     if model is not None and "arch" not in model and "name" in model:  # model=torchvision
-        from camexp.torchvision_module import classification_models
+        from camexp.modules.torchvision_classifier import classification_models
 
         _check_choice("model.name", model.get("name"), classification_models())
         _check_positive("model.num_classes", model.get("num_classes"))
@@ -75,7 +71,7 @@ def _check_method(method: DictConfig, arch: str) -> None:
     """Build the training method (its settings are checked there) and check its placement."""
     from hydra.errors import InstantiationException
 
-    from camexp.module import build_method
+    from camexp.modules.cam_classifier import build_method
 
     try:
         build_method(OmegaConf.to_container(method, resolve=True)).check(arch)

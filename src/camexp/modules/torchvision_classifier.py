@@ -20,8 +20,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from camexp.core.errors import WeightsError
 from camexp.maps.target_layers import torchvision_default
-from camexp.models.weights import WeightsError, read_state_dict
+from camexp.models.weights import read_state_dict
 
 
 def classification_models() -> list[str]:
@@ -47,14 +48,14 @@ def build_torchvision(name: str, num_classes: int, weights: str = "DEFAULT",
 
     names = classification_models()
     if name not in names:
-        from camexp.config import ConfigError
+        from camexp.core.errors import ConfigError
 
         raise ConfigError(f"model.name={name!r} is not a torchvision classification model; use one of {names}.")
     enum = torchvision.models.get_model_weights(name)
     try:
         member = enum.DEFAULT if weights in (None, "DEFAULT") else enum[weights]
     except KeyError:
-        from camexp.config import ConfigError
+        from camexp.core.errors import ConfigError
 
         raise ConfigError(f"model.weights={weights!r} is not a weights of {name}; use DEFAULT or one "
                           f"of {[w.name for w in enum]}.") from None

@@ -21,8 +21,8 @@ import yaml
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from camexp.messages import say
-from camexp.run_info import SETTINGS_FILE, training_method
+from camexp.core.messages import say
+from camexp.runs.info import SETTINGS_FILE, training_method
 
 CHECKPOINT_KEY = "camexp"
 GROUPS = ("data", "localization")
@@ -72,26 +72,6 @@ def write_settings(settings: dict[str, Any], folder: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
     return path
-
-
-class RunSettings(L.Callback):
-    """Stores the run's resolved data/localization settings in every checkpoint it writes and
-    in ``<run>/run_settings.yaml``."""
-
-    def __init__(self, settings: dict[str, Any], output_dir: str | Path) -> None:
-        self.settings = settings
-        self.output_dir = Path(output_dir)
-
-    @classmethod
-    def from_config(cls, cfg: DictConfig) -> RunSettings:
-        return cls(settings_of(cfg), cfg.paths.output_dir)
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if trainer.is_global_zero and stage == "fit":
-            write_settings(self.settings, self.output_dir)
-
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CHECKPOINT_KEY] = self.settings
 
 
 # -- eval: read them back ---------------------------------------------------------------------
@@ -240,3 +220,23 @@ def _say(lines: list[str]) -> None:
         return
     for line in lines:
         say(line, logging.WARNING if "WARNING" in line else logging.INFO)
+
+
+class RunSettings(L.Callback):
+    """Stores the run's resolved data/localization settings in every checkpoint it writes and
+    in ``<run>/run_settings.yaml``."""
+
+    def __init__(self, settings: dict[str, Any], output_dir: str | Path) -> None:
+        self.settings = settings
+        self.output_dir = Path(output_dir)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> RunSettings:
+        return cls(settings_of(cfg), cfg.paths.output_dir)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if trainer.is_global_zero and stage == "fit":
+            write_settings(self.settings, self.output_dir)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CHECKPOINT_KEY] = self.settings

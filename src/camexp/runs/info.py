@@ -1,7 +1,7 @@
 """What a run folder says about itself, readable without torch or Lightning (the report's needs).
 
 ``run_settings.yaml`` holds a run's resolved data and localization settings and its Hydra
-choices (written by :mod:`camexp.run_settings`); :func:`training_method` names the training
+choices (written by :mod:`camexp.runs.settings`); :func:`training_method` names the training
 method of a run's config.
 """
 

@@ -20,17 +20,13 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from camexp.errors import UserError
+from camexp.core.errors import CompileError
 
 log = logging.getLogger(__name__)
 
 # trunk and head are nn.Sequential and share one compiled code object, whose cache then holds
 # their train/eval, grad/no-grad and shape variants: more than dynamo's default 8.
 RECOMPILE_LIMIT = 64
-
-
-class CompileError(UserError, RuntimeError):
-    """torch.compile could not compile the network with this method."""
 
 
 def to_channels_last(net: nn.Module) -> nn.Module:

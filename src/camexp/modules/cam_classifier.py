@@ -22,16 +22,16 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from camexp.acceleration import (
+from camexp.data.samplers import sample_seed
+from camexp.data.transforms import normalize_images
+from camexp.methods import CAM, Method
+from camexp.models import CAMNet
+from camexp.modules.acceleration import (
     batch_to_channels_last,
     compile_errors,
     compile_net,
     to_channels_last,
 )
-from camexp.data.samplers import sample_seed
-from camexp.data.transforms import normalize_images
-from camexp.methods import CAM, Method
-from camexp.models import CAMNet
 
 SCHEDULERS = ("step", "cosine", "none")
 
@@ -67,7 +67,7 @@ class CAMClassifier(L.LightningModule):
         method: the ``method`` config (``{"_target_": "camexp.methods.ADL", ...}``); CAM if None.
         seed: seeds the method's random draws per step, with the global step and the rank.
         channels_last: the network's weights and the batches in channels-last memory format.
-        compile: ``torch.compile`` the network's trunk and head (:mod:`camexp.acceleration`).
+        compile: ``torch.compile`` the network's trunk and head (:mod:`camexp.modules.acceleration`).
             Both are run-time settings, not saved with the checkpoint's hyper-parameters.
     """
 

@@ -32,19 +32,15 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from camexp.errors import UserError
-from camexp.messages import say
+from camexp.core.errors import RunFolderLocked
+from camexp.core.messages import say
 
 LOCK_NAME = ".camexp.lock"
 RECORD_DIR = ".hydra"
 RECORD_COPY = "last_start"
-TREE_FILE = "config_tree.txt"  # camexp.run_start writes it at every start
+TREE_FILE = "config_tree.txt"  # camexp.runs.start writes it at every start
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
-
-
-class RunFolderLocked(UserError):
-    """Another live process runs in this run folder."""
 
 
 def is_main_process(env: dict[str, str] | None = None) -> bool:

@@ -81,6 +81,66 @@ def exit_if_user_error(error: BaseException) -> None:
         sys.exit(2)
 
 
+# -- the user errors of each room (raised where the fault is found) ---------------------------
+
+
+class CompileError(UserError, RuntimeError):
+    """torch.compile could not compile the network with this method."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config value is not allowed; the message names the key, the value and the choices."""
+
+
+class MethodError(UserError, ValueError):
+    """A method's setting or placement is not allowed; the message says which and the fix."""
+
+
+class WeightsError(UserError, RuntimeError):
+    """Weights could not be found, read or matched to the network."""
+
+
+class PxAPError(UserError, ValueError):
+    """PxAP cannot be computed (no positive pixel, no prediction) or inputs mismatch."""
+
+
+class MapError(UserError, ValueError):
+    """A score map is unusable (wrong shape, NaN/inf, values outside [0, 1])."""
+
+
+class BoxError(UserError, ValueError):
+    """Ground-truth boxes are malformed (wrong shape, inverted, outside the image)."""
+
+
+class DatasetError(UserError, ValueError):
+    """A dataset on disk is missing or malformed; the message names the file and the fix."""
+
+
+class MetadataError(UserError, ValueError):
+    """The metadata folder or one of its files is missing or malformed."""
+
+
+class TargetLayerError(UserError, ValueError):
+    """No usable target layer; the message names ``localization.target_layer=`` and candidates."""
+
+
+class MissingTagsError(UserError):
+    """A sweep was started without ``tags``."""
+
+
+class RunFolderLocked(UserError):
+    """Another live process runs in this run folder."""
+
+
+class EvalMapsError(UserError, ValueError):
+    """Unusable input for the evaluation (missing file, bad option)."""
+
+
+class TrainingDiverged(UserError):
+    """The training loss became NaN or infinite: the hyper-parameters (often the learning rate)
+    do not train this network."""
+
+
 class OutputFolderError(UserError):
     """The run folder (``hydra.run.dir``) or a file in it cannot be written."""
 

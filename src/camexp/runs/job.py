@@ -18,8 +18,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, open_dict
 
 from camexp.callbacks.health import run_warnings
-from camexp.config import validate
-from camexp.messages import say, silence_framework_notices, summary_line
+from camexp.config.validate import validate
+from camexp.core.messages import say, silence_framework_notices, summary_line
 
 # Two notices that say nothing to a camexp user: the module's on_after_batch_transfer (uint8
 # batches normalized on the device) is meant to win over the DataModule's, and Lightning 2.6
@@ -159,7 +159,7 @@ def test_or_exit_preempted(trainer: L.Trainer, model: L.LightningModule,
     """``trainer.test``; a SIGTERM/SIGUSR1 during it requeues the SLURM job and exits 75."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from camexp.checkpointing import exit_preempted
+    from camexp.runs.checkpoints import exit_preempted
 
     try:
         trainer.test(model, datamodule=datamodule)

@@ -1,0 +1,85 @@
+"""Decoding image and mask files to uint8 tensors (and reading a JPEG's size from its header):
+the one place that turns a file into pixels, with one paragraph naming any file it cannot read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import simplejpeg
+import torch
+from torch import Tensor
+from torchvision.io import ImageReadMode, decode_image, read_file
+
+from camexp.core.errors import DatasetError
+
+
+def read_image(path: Path) -> Tensor:
+    """Decode an image file to (3, H, W) uint8 RGB (an (H, W, 3) buffer seen channels first).
+
+    YCbCr and grayscale JPEGs go through simplejpeg (libjpeg-turbo with its accurate DCT and
+    fancy upsampling: the same pixels as torchvision's decoder and PIL, with less overhead per
+    call); CMYK JPEGs (a grey level apart there), JPEGs simplejpeg refuses, PNGs and anything
+    else through torchvision's native decoders. A truncated or damaged file is an error,
+    never a grey-filled image.
+    """
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise DatasetError(
+            f"Cannot read image {path}: {error}. Replace the file with an intact copy."
+        ) from error
+    return decode_bytes(data, path)
+
+
+def decode_bytes(data: bytes, name: str | Path) -> Tensor:
+    """:func:`read_image` of a file's bytes already read; ``name`` for the message."""
+    try:
+        if data[:2] == b"\xff\xd8":
+            try:
+                if simplejpeg.decode_jpeg_header(data)[2] in ("YCbCr", "Gray"):
+                    return torch.from_numpy(simplejpeg.decode_jpeg(data)).permute(2, 0, 1)
+            except ValueError:
+                pass  # torchvision's decoder has the last word, and the error message
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                            mode=ImageReadMode.RGB)
+    except (RuntimeError, OSError) as error:
+        raise DatasetError(
+            f"Cannot read image {name}: {error}. Replace the file with an intact copy."
+        ) from error
+
+
+def read_encoded(path: Path) -> tuple[Tensor, tuple[int, int]] | None:
+    """The bytes of a JPEG the GPU decoder is given, as a uint8 tensor, and its (H, W) from
+    the header; None for any other file (it is decoded on the CPU as usual)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read()
+    except OSError as error:
+        raise DatasetError(
+            f"Cannot read image {path}: {error}. Replace the file with an intact copy."
+        ) from error
+    size = jpeg_size(data)
+    return None if size is None else (torch.frombuffer(bytearray(data), dtype=torch.uint8), size)
+
+
+def read_mask(path: Path) -> Tensor:
+    """Decode a mask PNG to (H, W) uint8 (CUB's segmentations are 8-bit grayscale)."""
+    try:
+        return decode_image(read_file(str(path)), mode=ImageReadMode.GRAY)[0]
+    except (RuntimeError, OSError) as error:
+        raise DatasetError(
+            f"Cannot read mask {path}: {error}. Replace it, or set data.load_masks=false."
+        ) from error
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` of a YCbCr or grayscale JPEG from its header; None for anything
+    the GPU decoder is not given (CMYK, not a JPEG, an unreadable header)."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    return (int(height), int(width)) if colorspace in ("YCbCr", "Gray") else None

@@ -1,0 +1,154 @@
+"""Collecting run folders for the report: each run's config, metrics, warnings, test count,
+and the paper rows its experiment preset carries (``paper.rows``, see ``conf/experiment/``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from camexp.core.errors import UserError
+from camexp.runs.ledger import read_test_record
+
+PRESETS_DIR = Path(__file__).resolve().parents[3] / "conf" / "experiment"
+
+@dataclass
+class PaperRow:
+    """One row of a paper table as a preset states it."""
+
+    table: str
+    row: str
+    metrics: dict[str, float]
+    preset: str | None = None
+
+@dataclass
+class Run:
+    """A run folder: its config, its final metrics (None: unfinished) and its paper rows."""
+
+    path: Path
+    run_id: str
+    config: dict[str, Any]
+    metrics: dict[str, float] | None
+    overrides: list[str] = field(default_factory=list)
+    preset: str | None = None
+    paper: list[PaperRow] = field(default_factory=list)
+    choices: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # times the test split of this run's config was evaluated (camexp.runs.ledger), None: unknown
+    test_evaluations: int | None = None
+
+def parse_paper(node: Any, preset: str | None = None) -> list[PaperRow]:
+    """The paper rows of a config's ``paper`` node: ``{rows: [...]}``, a list of rows, or a
+    single ``{table, row, metrics}``; anything else gives no rows."""
+    if isinstance(node, dict) and "rows" in node:
+        node = node["rows"]
+    if isinstance(node, dict):
+        node = [node]
+    rows = []
+    for entry in node or []:
+        if isinstance(entry, dict) and entry.get("table") and isinstance(entry.get("metrics"), dict):
+            metrics = {str(k): float(v) for k, v in entry["metrics"].items()}
+            rows.append(PaperRow(str(entry["table"]), str(entry.get("row", "")), metrics, preset))
+    return rows
+
+def load_presets(presets_dir: Path = PRESETS_DIR) -> dict[str, list[PaperRow]]:
+    """The paper rows of every preset file of ``presets_dir``, by preset name."""
+    presets = {}
+    for path in sorted(presets_dir.glob("*.yaml")):
+        document = yaml.safe_load(path.read_text()) or {}
+        rows = parse_paper(document.get("paper"), path.stem)
+        if rows:
+            presets[path.stem] = rows
+    return presets
+
+def derived_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """``metrics`` plus the %-unit metrics the paper's tables use (see the module docstring)."""
+    out = dict(metrics)
+    for stage in {key.split("/", 1)[0] for key in metrics if "/" in key}:
+        for k in (1, 5):
+            acc = metrics.get(f"{stage}/acc_top{k}")
+            if acc is not None:
+                out.setdefault(f"{stage}/cls_top{k}_err", 100.0 * (1.0 - acc))
+                out.setdefault(f"{stage}/acc_top{k}_pct", 100.0 * acc)
+    return out
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(f"Cannot read {path}: {error}. The run folder is damaged; delete it or "
+                        "move it out of the folder given to camexp.report.") from error
+
+def _read_metrics(path: Path) -> dict[str, float] | None:
+    """``metrics.json``'s numbers (its ``"warnings"`` list is read by :func:`_read_warnings`);
+    None when it is absent (the run has not finished)."""
+    if not path.is_file():
+        return None
+    try:
+        return {str(k): float(v) for k, v in json.loads(path.read_text()).items() if k != "warnings"}
+    except (ValueError, TypeError, AttributeError) as error:
+        raise UserError(f"{path} is not a JSON object of numbers ({error}). It is written by "
+                        "camexp.train/eval at the end of a run; delete it to count the run as "
+                        "unfinished.") from error
+
+def _read_warnings(path: Path) -> list[str]:
+    """The ``"warnings"`` of a run's ``metrics.json`` (signs of a collapsed run); [] if none."""
+    try:
+        found = json.loads(path.read_text()).get("warnings") if path.is_file() else None
+    except (ValueError, AttributeError):
+        return []
+    return [str(w) for w in found] if isinstance(found, list) else []
+
+def read_run(path: Path, root: Path) -> Run:
+    """One run folder (``path/.hydra/config.yaml`` exists)."""
+    config = _read_yaml(path / ".hydra" / "config.yaml") or {}
+    hydra_file = path / ".hydra" / "hydra.yaml"
+    hydra_cfg = (_read_yaml(hydra_file) or {}).get("hydra", {}) if hydra_file.is_file() else {}
+    choices = (hydra_cfg.get("runtime") or {}).get("choices") or {}
+    overrides_file = path / ".hydra" / "overrides.yaml"
+    overrides = (_read_yaml(overrides_file) or []) if overrides_file.is_file() else []
+    preset = choices.get("experiment")
+    run = Run(path=path, run_id=str(path.relative_to(root)) if path != root else ".",
+              config=config, metrics=_read_metrics(path / "metrics.json"),
+              overrides=[str(o) for o in overrides if not str(o).startswith("experiment=")],
+              preset=preset, choices=dict(choices), warnings=_read_warnings(path / "metrics.json"))
+    run.paper = parse_paper(config.get("paper"), preset)
+    record = read_test_record(path)
+    run.test_evaluations = int(record["test_evaluations"]) if record else None
+    return run
+
+def find_runs(root: Path) -> list[Run]:
+    """Every run folder under ``root`` (``root`` itself included), sorted by path; submitit's
+    own folders are skipped."""
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder. Pass a run, runs or sweep folder written by "
+                        "camexp.train or camexp.eval (e.g. outputs/train/multiruns/<time>).")
+    configs = sorted(root.rglob(".hydra/config.yaml"))
+    return [read_run(c.parent.parent, root) for c in configs if ".submitit" not in c.parts]
+
+def attach_eval_runs(runs: list[Run], presets: dict[str, list[PaperRow]]) -> None:
+    """Give paper rows to runs whose config has none: ``paper_preset=<name>``, else those of the
+    training run of ``ckpt_path`` when the localization method is the same."""
+    for run in runs:
+        if run.paper:
+            continue
+        named = run.config.get("paper_preset")
+        if named:
+            if named not in presets:
+                raise UserError(f"{run.run_id}: paper_preset={named!r} is not a preset of "
+                                f"conf/experiment/ (known: {sorted(presets)}).")
+            run.preset, run.paper = named, presets[named]
+            continue
+        ckpt = run.config.get("ckpt_path")
+        if not ckpt:
+            continue
+        train_dir = Path(str(ckpt)).expanduser().parent.parent
+        if not (train_dir / ".hydra" / "config.yaml").is_file():
+            continue
+        trained = read_run(train_dir, train_dir)
+        method = (run.config.get("localization") or {}).get("method")
+        if method == (trained.config.get("localization") or {}).get("method"):
+            run.preset, run.paper = trained.preset, trained.paper
