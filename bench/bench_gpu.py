@@ -70,7 +70,7 @@ def train_rate(arch: str, bf16: bool, channels_last: bool, compiled: bool, batch
                steps: int, warmup: int, device: torch.device) -> tuple[float, float]:
     """(images/s, peak GiB) of forward + backward + SGD steps of camexp's CAM network."""
     from camexp.data.transforms import normalize_images
-    from camexp.module import CAMClassifier
+    from camexp.modules.cam_classifier import CAMClassifier
 
     torch.manual_seed(0)
     torch._dynamo.reset()  # each variant compiles afresh, as a new run would

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from camexp.data.transforms import normalize_images
-from camexp.module import CAMClassifier
+from camexp.modules.cam_classifier import CAMClassifier
 
 METHODS = {
     "cam": {"_target_": "camexp.methods.CAM"},

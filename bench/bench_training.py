@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from camexp.data.dataset import collate
 from camexp.data.transforms import normalize_images
-from camexp.module import CAMClassifier
+from camexp.modules.cam_classifier import CAMClassifier
 
 
 class InMemoryImages(Dataset):
