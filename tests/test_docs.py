@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from camexp.config.validate import validate
-from tests.conftest import compose_config
+from tests.helpers.configs import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from camexp.runs.job import prepare_data
 from camexp.train import train
-from tests.conftest import TINY_SYNTHETIC, compose_config
+from tests.helpers.configs import TINY_SYNTHETIC, compose_config
 
 QUICK = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
          "callbacks.cam_pictures.num_images=1", "trainer.enable_progress_bar=false",

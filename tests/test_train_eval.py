@@ -9,14 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from hydra.utils import instantiate
 
-from camexp.config.validate import validate
-from camexp.core.errors import ConfigError, UserError
+from camexp.core.errors import UserError
 from camexp.eval import evaluate
 from camexp.train import train
-from tests.conftest import TINY_SYNTHETIC, compose_config
+from tests.helpers.configs import TINY_SYNTHETIC, compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK_FIT = ["trainer.max_epochs=2", "trainer.limit_train_batches=3", "trainer.limit_val_batches=2",
@@ -59,46 +56,6 @@ def test_eval_reproduces_the_test_metrics_of_the_best_checkpoint(trained_run, tm
     assert results["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-5)
     assert (tmp_path / "eval" / "metrics.json").is_file()
     assert len(list((tmp_path / "eval" / "cam_pictures").glob("*.png"))) == 2
-
-
-@pytest.mark.parametrize("model", ["vgg_gap", "googlenet_gap", "alexnet_gap", "alexnet_star_gap",
-                                   "resnet50_gap", "inceptionv3_gap", "resnet18_gap", "tinynet_gap"])
-def test_every_model_config_builds(model: str, tmp_path: Path) -> None:
-    cfg = compose_config("train", [f"model={model}", "model.pretrained=false", "data=cub",
-                                   "data.num_classes=200"],
-                         tmp_path / "run", tmp_path)
-    validate(cfg)
-    module = instantiate(cfg.model, _convert_="all")
-    assert module.net.classifier.out_features == 200
-    expected_convs = {"alexnet_star_gap": 3, "inceptionv3_gap": 2}.get(model, 1)
-    assert sum(isinstance(m, torch.nn.Conv2d) for m in module.net.head.modules()) == expected_convs
-
-
-def test_googlenet_gmp_is_a_config_override(tmp_path: Path) -> None:
-    cfg = compose_config("train", ["model=googlenet_gap", "model.pool=gmp", "model.pretrained=false"],
-                         tmp_path / "run", tmp_path)
-    module = instantiate(cfg.model, _convert_="all")
-    assert module.net.arch == "googlenet" and module.net.pool.kind == "gmp"
-
-
-@pytest.mark.parametrize("override, message", [
-    ("model.pool=avg", "model.pool='avg' is not allowed; use one of ['gap', 'gmp']"),
-    ("model.arch=vgg19", "model.arch='vgg19' is not allowed"),
-    ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
-    ("model.scheduler.name=poly", "model.scheduler.name='poly' is not allowed"),
-    ("localization.paper_fraction=1.2", "localization.paper_fraction=1.2 must be a number in [0, 1)"),
-    ("localization.method=gradcamm", "localization.method='gradcamm' is not allowed"),
-    ("localization.iou_thresholds=[0.5]", "localization.iou_thresholds contains 0.5"),
-    ("trainer.devices=3", "data.batch_size=32 (the global batch) does not divide by trainer.devices x trainer.num_nodes = 3"),
-    ("data.split=fullsup", "data.split='fullsup' is not allowed; use one of ['official', 'wsol']"),
-    ("data.on_bad_image=ignore", "data.on_bad_image='ignore' is not allowed; use one of ['error', 'skip']"),
-    ("localization.cam_curve_interval=0", "localization.cam_curve_interval=0 must be a number in (0, 1]"),
-])
-def test_bad_config_values_are_named(override: str, message: str, tmp_path: Path) -> None:
-    cfg = compose_config("train", [override], tmp_path / "run", tmp_path)
-    with pytest.raises(ConfigError) as error:
-        validate(cfg)
-    assert message in str(error.value)
 
 
 def _cli(module: str, *overrides: str, cwd: Path) -> subprocess.CompletedProcess:

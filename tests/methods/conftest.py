@@ -12,18 +12,9 @@ import dataclasses
 
 import pytest
 import torch
-from torchvision import models as tvm
-from torchvision.models import vgg as tv_vgg
 
 from camexp.models.backbones import BACKBONES
-
-
-def vgg16_without_fc() -> torch.nn.Module:
-    """torchvision's VGG16 with its conv layers on the CPU and its FC layers on meta."""
-    with torch.device("meta"):
-        model = tvm.vgg16(weights=None)
-    model.features = tv_vgg.make_layers(tv_vgg.cfgs["D"], batch_norm=False)
-    return model
+from tests.helpers.models import vgg16_without_fc
 
 
 @pytest.fixture(autouse=True)
@@ -43,9 +34,3 @@ def fast_vgg16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(BACKBONES, "vgg16", spec)
 
 
-def meta_forward(net: torch.nn.Module, size: int = 224, batch: int = 2):
-    """Run ``net.method.forward`` on the meta device: shapes (and hooks) without arithmetic."""
-    net = net.to("meta")
-    images = torch.empty(batch, 3, size, size, device="meta")
-    labels = torch.zeros(batch, dtype=torch.long, device="meta")
-    return net.method.forward(net, images, labels)

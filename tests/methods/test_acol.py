@@ -9,8 +9,7 @@ from torch import nn
 
 from camexp.methods import ACoL, MethodError
 from camexp.methods.acol import erase, fuse
-
-from .conftest import meta_forward
+from tests.helpers.models import meta_forward
 
 
 def _hand_norm(maps: torch.Tensor) -> torch.Tensor:

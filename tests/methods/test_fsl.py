@@ -69,7 +69,7 @@ def test_fsl_masks_target_needs_masks_and_bad_target_is_named() -> None:
 @pytest.mark.slow
 def test_method_fsl_trains_on_the_val_split_and_is_tested_on_test(tmp_path: Path, data_dir: Path) -> None:
     from camexp.train import train
-    from tests.conftest import TINY_SYNTHETIC, compose_config
+    from tests.helpers.configs import TINY_SYNTHETIC, compose_config
 
     cfg = compose_config("train", TINY_SYNTHETIC + [
         "method=fsl", "trainer.max_epochs=2", "trainer.enable_progress_bar=false",

@@ -11,8 +11,7 @@ from torch import nn
 from camexp.methods import SPG, MethodError
 from camexp.methods.spg import IGNORE, seed_loss, seed_mask
 from camexp.models import CAMNet
-
-from .conftest import meta_forward
+from tests.helpers.models import meta_forward
 
 X = IGNORE
 

@@ -14,8 +14,7 @@ from torchvision import models as tvm
 from camexp.methods import ADL, CAM, SPG, ACoL, CutMix, HideAndSeek, Method
 from camexp.models import CAMNet, WeightsError
 from camexp.models.backbones import TinyNet
-
-from .conftest import vgg16_without_fc
+from tests.helpers.models import vgg16_without_fc
 
 METHODS: dict[str, Callable[[], Method]] = {
     "cam": CAM, "has": HideAndSeek, "cutmix": CutMix, "adl": ADL, "acol": ACoL, "spg": SPG,

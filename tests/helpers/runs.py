@@ -1,0 +1,57 @@
+"""Run folders for tests: one written by hand as Hydra and camexp leave it, and a real
+``camexp.train`` subprocess that a signal can stop (with its checkpoints compared by weight)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+from tests.helpers.configs import REPO, TINY_SYNTHETIC
+
+
+def fake_run(folder: Path, config: dict, metrics: dict | None, experiment: str | None = None,
+             overrides: tuple[str, ...] = ()) -> Path:
+    """A run folder as Hydra and camexp leave it: .hydra/{config,hydra,overrides}.yaml, metrics.json."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    choices = {"experiment": experiment} if experiment else {}
+    (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(list(overrides)))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+# 40 training images in batches of 8: 5 steps an epoch, 3 epochs
+RESUMABLE_RUN = TINY_SYNTHETIC + ["trainer.max_epochs=3", "trainer.enable_progress_bar=false",
+                        "callbacks.cam_pictures.num_images=1", "localization.cam_curve_interval=0.05"]
+
+
+def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
+    return torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    first, second = weights(a), weights(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def train_cli(run_dir: Path, data_dir: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
+    command = [sys.executable, "-m", "camexp.train", *RESUMABLE_RUN, f"paths.data_dir={data_dir}",
+               f"hydra.run.dir={run_dir}", *extra]
+    return subprocess.run(command, cwd=run_dir.parent, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def signal_at(step: int, name: str) -> list[str]:
+    return ["+callbacks.signal._target_=tests.helpers.signals.SignalAtStep",
+            f"+callbacks.signal.step={step}", f"+callbacks.signal.signum={name}"]

@@ -1,0 +1,259 @@
+"""Runs that survive: same seed same numbers, kill or preemption then resume = uninterrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from camexp.core.errors import UserError
+from camexp.runs.checkpoints import (
+    PREEMPTED_EXIT_CODE,
+    AtomicCheckpointIO,
+    find_resume_checkpoint,
+    resolve_resume,
+)
+from camexp.train import train
+from tests.helpers.configs import compose_config
+from tests.helpers.runs import RESUMABLE_RUN, assert_same_weights, signal_at, train_cli
+
+
+def test_same_seed_gives_identical_metrics_and_weights(tmp_path: Path, data_dir: Path) -> None:
+    results = []
+    for name in ("a", "b"):
+        cfg = compose_config("train", RESUMABLE_RUN + ["trainer.max_epochs=2"], tmp_path / name, data_dir)
+        results.append(train(cfg))
+    assert results[0] == results[1]
+    assert_same_weights(tmp_path / "a/checkpoints/last.ckpt", tmp_path / "b/checkpoints/last.ckpt")
+    other = compose_config("train", RESUMABLE_RUN + ["trainer.max_epochs=2", "seed=7"], tmp_path / "c", data_dir)
+    assert train(other)["train/loss"] != results[0]["train/loss"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir: Path) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    done = train_cli(run_dir, data_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted(uninterrupted, tmp_path, data_dir) -> None:
+    run_dir = tmp_path / "killed"
+    killed = train_cli(run_dir, data_dir, *signal_at(7, "SIGKILL"))  # 5 steps an epoch: mid epoch 2
+    assert killed.returncode == -signal.SIGKILL
+    assert not (run_dir / "metrics.json").exists()
+    resumed = train_cli(run_dir, data_dir, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stdout and "last.ckpt" in resumed.stdout
+    assert_same_weights(uninterrupted / "checkpoints/last.ckpt", run_dir / "checkpoints/last.ckpt")
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/acc_top1", "test/loss", "test/MaxBoxAccV2", "val/acc_top1", "val/loss"):
+        assert got[key] == expected[key], key
+    # the curves of the epochs before the kill are kept, none logged twice (issue 13)
+    assert _val_epochs(run_dir) == _val_epochs(uninterrupted) == [0, 1, 2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGUSR1"])
+def test_preemption_saves_and_resumes_exactly(name: str, uninterrupted, tmp_path, data_dir) -> None:
+    run_dir = tmp_path / "preempted"
+    # under SLURM the job is requeued: a stand-in scontrol records the call
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/scontrol.args\n")
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"SLURM_JOB_ID": "4242", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    stopped = train_cli(run_dir, data_dir, *signal_at(7, name), env=slurm)
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
+    assert (tmp_path / "scontrol.args").read_text().split() == ["requeue", "4242"]
+    assert "requeued SLURM job 4242" in stopped.stdout
+    assert (run_dir / "checkpoints" / "preempted.ckpt").is_file()
+    assert "resume=auto" in stopped.stdout
+    resumed = train_cli(run_dir, data_dir, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "preempted.ckpt" in resumed.stdout
+    assert_same_weights(uninterrupted / "checkpoints/last.ckpt", run_dir / "checkpoints/last.ckpt")
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/acc_top1", "test/loss", "test/MaxBoxAccV2"):
+        assert got[key] == expected[key], key
+
+
+def test_truncated_newest_checkpoint_falls_back_to_an_older_one(tmp_path: Path, capsys) -> None:
+    io = AtomicCheckpointIO()
+    old = tmp_path / "epoch_000.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, old)
+    new = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, new)
+    new.write_bytes(new.read_bytes()[:40])  # a kill mid-write without atomic saves
+    os.utime(new, ns=(old.stat().st_mtime_ns + 10**9,) * 2)
+    assert find_resume_checkpoint(tmp_path) == old
+    assert f"skipping checkpoint {new}" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".*tmp*"))  # no temporary file left behind
+
+
+def test_resume_with_a_bad_ckpt_path_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"ckpt_path=.*nothing.ckpt cannot be resumed from: it does not exist"):
+        resolve_resume(None, str(tmp_path / "nothing.ckpt"), tmp_path)
+    with pytest.raises(UserError, match="resume='sometimes' is not allowed"):
+        resolve_resume("sometimes", None, tmp_path)
+    assert resolve_resume("auto", None, tmp_path / "empty") is None
+
+
+def test_file_that_would_run_code_is_not_resumed(tmp_path: Path) -> None:
+    torch.save({"state_dict": {}, "payload": Path("/")}, tmp_path / "evil.ckpt")
+    with pytest.raises(UserError, match="evil.ckpt cannot be resumed from"):
+        resolve_resume(None, str(tmp_path / "evil.ckpt"), tmp_path)
+
+
+# -- issue 13: runs that lose nothing ------------------------------------------------------------
+
+
+def _val_epochs(run_dir: Path) -> list[int]:
+    import csv
+
+    with (run_dir / "csv" / "metrics.csv").open(newline="") as file:
+        return [int(float(row["epoch"])) for row in csv.DictReader(file) if row.get("val/acc_top1")]
+
+
+def _snapshot(run_dir: Path) -> dict[str, bytes]:
+    """Every file of a run folder but the lock, by relative path, less ``train.log``: a later
+    start appends to the log (checked apart: the old lines stay)."""
+    files = {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*"))
+             if p.is_file() and p.name != ".camexp.lock"}
+    return {key: value for key, value in files.items() if key != "train.log"}
+
+
+def _copy_run(source: Path, target: Path) -> Path:
+    """A plain copy (``cp -r``): every file gets a new modification time."""
+    import shutil
+
+    shutil.copytree(source, target, copy_function=shutil.copy)
+    return target
+
+
+@pytest.mark.slow
+def test_failed_resume_of_a_copied_run_with_another_model_keeps_the_finished_record(
+        uninterrupted, tmp_path, data_dir) -> None:
+    run_dir = _copy_run(uninterrupted, tmp_path / "copy")
+    epoch_file = next((run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    later = (run_dir / "checkpoints" / "last.ckpt").stat().st_mtime + 100
+    os.utime(epoch_file, (later, later))  # the newest file is not the furthest in training
+    before = _snapshot(run_dir)
+    log_before = (run_dir / "train.log").read_bytes() if (run_dir / "train.log").is_file() else b""
+    failed = train_cli(run_dir, data_dir, "resume=auto", "model.head.width=64")
+    assert failed.returncode == 2, failed.stderr[-3000:]
+    # the checkpoint furthest in training was chosen (item 3), and the message says what differs
+    assert "resuming from" in failed.stdout and f"{run_dir / 'checkpoints' / 'last.ckpt'}" in failed.stdout
+    assert f"camexp: UserError: {run_dir / 'checkpoints' / 'last.ckpt'} was trained with another model " \
+           "config" in failed.stderr
+    assert "model.head.width: 128 in the checkpoint, 64 configured" in failed.stderr
+    assert "Traceback" not in failed.stderr and "Error(s) in loading state_dict" not in failed.stderr
+    # nothing of the finished run changed: Hydra's record, checkpoints, metrics, curves
+    after = _snapshot(run_dir)
+    if log_before:
+        assert (run_dir / "train.log").read_bytes().startswith(log_before)  # appended, not lost
+    assert after == before
+    assert "model.head.width=64" not in (run_dir / ".hydra" / "overrides.yaml").read_text()
+
+
+@pytest.mark.slow
+def test_second_run_in_a_held_folder_is_refused_and_leaves_it_intact(uninterrupted, tmp_path, data_dir) -> None:
+    import json as _json
+    import socket
+
+    run_dir = _copy_run(uninterrupted, tmp_path / "held")
+    holder = subprocess.Popen(["sleep", "120"])
+    try:
+        (run_dir / ".camexp.lock").write_text(_json.dumps({"pid": holder.pid, "host": socket.gethostname()}))
+        before = _snapshot(run_dir)
+        refused = train_cli(run_dir, data_dir, "resume=auto")
+        assert refused.returncode == 2, refused.stderr[-3000:]
+        assert f"camexp: RunFolderLocked: {run_dir} is in use by process {holder.pid} on host " \
+               f"{socket.gethostname()}" in refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert _snapshot(run_dir) == before  # .hydra/ record, checkpoints, metrics.json, csv
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and the next run takes it over
+    resumed = train_cli(run_dir, data_dir, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"taking over the stale lock {run_dir / '.camexp.lock'} of process {holder.pid}" in resumed.stdout
+    assert not (run_dir / ".camexp.lock").exists()
+
+
+def _signal_in(stage: str, name: str, epoch: int | None = None) -> list[str]:
+    return ["+callbacks.signal._target_=tests.helpers.signals.SignalInStage", f"+callbacks.signal.stage={stage}",
+            f"+callbacks.signal.signum={name}", *([f"+callbacks.signal.epoch={epoch}"] if epoch is not None else [])]
+
+
+@pytest.mark.slow
+def test_sigusr1_during_validation_saves_requeues_and_resumes(uninterrupted, tmp_path, data_dir) -> None:
+    run_dir = tmp_path / "in_validation"
+    stopped = train_cli(run_dir, data_dir, *_signal_in("validate", "SIGUSR1", epoch=1))
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
+    assert (run_dir / "checkpoints" / "preempted.ckpt").is_file() and "resume=auto" in stopped.stdout
+    # the validation under way was finished (its metrics and checkpoints) before stopping
+    assert _val_epochs(run_dir) == [0, 1] and not (run_dir / "metrics.json").exists()
+    resumed = train_cli(run_dir, data_dir, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "preempted.ckpt" in resumed.stdout
+    assert _val_epochs(run_dir) == [0, 1, 2]  # the curves of every epoch, once each
+    assert_same_weights(uninterrupted / "checkpoints/last.ckpt", run_dir / "checkpoints/last.ckpt")
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/acc_top1", "test/loss", "val/acc_top1"):
+        assert got[key] == expected[key], key
+
+
+@pytest.mark.slow
+def test_sigterm_during_the_test_requeues_and_the_resume_tests_again(uninterrupted, tmp_path, data_dir) -> None:
+    run_dir = tmp_path / "in_test"
+    stopped = train_cli(run_dir, data_dir, *_signal_in("test", "SIGTERM"))
+    assert stopped.returncode == PREEMPTED_EXIT_CODE, stopped.stderr[-3000:]
+    assert "stopped during the test; training is complete" in stopped.stdout
+    assert not (run_dir / "checkpoints" / "preempted.ckpt").exists()
+    assert not (run_dir / "metrics.json").exists()
+    resumed = train_cli(run_dir, data_dir, "resume=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected = json.loads((uninterrupted / "metrics.json").read_text())
+    got = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("test/acc_top1", "test/loss", "test/MaxBoxAccV2"):
+        assert got[key] == expected[key], key
+    assert _val_epochs(run_dir) == [0, 1, 2]  # no epoch lost, none logged twice
+
+
+def test_resume_picks_the_checkpoint_furthest_in_training_not_the_newest_file(tmp_path: Path) -> None:
+    io = AtomicCheckpointIO()
+    for name, step, epoch in (("epoch_000.ckpt", 5, 0), ("last.ckpt", 25, 4), ("epoch_003.ckpt", 20, 3)):
+        io.save_checkpoint({"state_dict": {"w": torch.ones(1)}, "global_step": step, "epoch": epoch},
+                           tmp_path / name)
+    os.utime(tmp_path / "epoch_000.ckpt", ns=(10**18, 10**18))  # newest by time (a plain copy)
+    assert find_resume_checkpoint(tmp_path) == tmp_path / "last.ckpt"
+    # equal progress: the preemption checkpoint, then last.ckpt, win
+    io.save_checkpoint({"state_dict": {}, "global_step": 25, "epoch": 4}, tmp_path / "preempted.ckpt")
+    os.utime(tmp_path / "preempted.ckpt", ns=(1, 1))
+    assert find_resume_checkpoint(tmp_path) == tmp_path / "preempted.ckpt"
+
+
+def test_checkpoint_of_another_model_names_what_differs(tmp_path: Path) -> None:
+    from camexp.modules.cam_classifier import CAMClassifier
+    from camexp.runs.checkpoints import check_resume_compatible
+
+    small = CAMClassifier("tiny", 10, head={"num_convs": 1, "width": 16})
+    torch.save({"state_dict": small.state_dict(), "hyper_parameters": dict(small.hparams)}, tmp_path / "s.ckpt")
+    other = CAMClassifier("tiny", 10, head={"num_convs": 1, "width": 32}, optim={"lr": 0.5})
+    with pytest.raises(UserError, match=r"s.ckpt was trained with another model config.*model.head.width: 16 "
+                                        r"in the checkpoint, 32 configured.*model.optim.lr: '<unset>' in the "
+                                        r"checkpoint, 0.5 configured.*tensor\(s\) of other shapes"):
+        check_resume_compatible(tmp_path / "s.ckpt", other)
+    same_net = CAMClassifier("tiny", 10, head={"num_convs": 1, "width": 16}, optim={"lr": 0.5})
+    check_resume_compatible(tmp_path / "s.ckpt", same_net)  # only the optimizer differs: allowed
