@@ -1,4 +1,4 @@
-"""Training-step cost of each WSOL method relative to CAM (PAPER.md section 4).
+"""Training-step cost of each WSOL method relative to CAM (docs/methods.md).
 
 Same network (the demo's tiny CAM net unless ``--arch``), same in-memory batch, same
 optimizer: one step = the method's batch transform, forward, loss, backward and SGD step, as

@@ -1,4 +1,4 @@
-"""Evaluate saved score maps against a WSOL metadata split (PAPER.md section 2).
+"""Evaluate saved score maps against a WSOL metadata split (docs/protocol.md).
 
 Usage::
 

@@ -17,7 +17,7 @@ QUICK_FIT = ["trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.l
              "callbacks.cam_pictures.num_images=2", "trainer.enable_progress_bar=false",
              "localization.cam_curve_interval=0.01"]
 
-# (table, row) -> {metric: paper number}, restated from PAPER.md 1.4 and 2
+# (table, row) -> {metric: paper number}, restated from docs/protocol.md
 PAPER = {
     ("Table 1", "VGGnet-GAP"): {"test/cls_top1_err": 33.4, "test/cls_top5_err": 12.2},
     ("Table 1", "GoogLeNet-GAP"): {"test/cls_top1_err": 35.0, "test/cls_top5_err": 13.2},
@@ -70,7 +70,7 @@ SETTINGS = {
     "synthetic_pooling_gmp": ("tinynet_gap", "synthetic", "gmp", "cam"),
 }
 
-# the field's table (PAPER.md 4.0), methods beside CAM: (ImageNet, CUB, OpenImages) x (VGG16,
+# the field's table (docs/methods.md), methods beside CAM: (ImageNet, CUB, OpenImages) x (VGG16,
 # InceptionV3, ResNet50); MaxBoxAccV2 for ImageNet and CUB, PxAP for OpenImages
 FIELD = {
     "has": ("HaS", [[60.6, 63.7, 63.4], [63.7, 53.4, 64.7], [58.1, 58.1, 55.9]]),

@@ -249,7 +249,7 @@ def test_check_data_reports_symlinks_out_of_the_root(tmp_path: Path) -> None:
 
 
 def _as_published(meta: Path, dataset: str) -> Path:
-    """Empty the files the field publishes empty (PAPER.md section 3)."""
+    """Empty the files the field publishes empty (docs/datasets.md)."""
     (meta / "train" / "localization.txt").write_text("")
     empty_sizes = ("train", "val", "test") if dataset == "OpenImages" else ("train",) if dataset == "ILSVRC" else ()
     for split in empty_sizes:

@@ -1,4 +1,4 @@
-"""The metadata folder reader (PAPER.md section 3)."""
+"""The metadata folder reader (docs/datasets.md)."""
 
 from __future__ import annotations
 

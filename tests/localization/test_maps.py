@@ -27,7 +27,7 @@ def test_cam_thresholds_are_float64_arange() -> None:
 
 
 def test_float64_threshold_example_from_paper() -> None:
-    # PAPER.md: with a maximum of 100, the 291st threshold gives 28 in float64, 29 in float32.
+    # docs/protocol.md: with a maximum of 100, the 291st threshold gives 28 in float64, 29 in float32.
     taus = cam_thresholds()
     assert threshold_levels(taus, 100)[290] == 28
     assert int(np.float32(taus[290]) * np.float32(100)) == 29

@@ -1,4 +1,4 @@
-"""ACoL (PAPER.md 4.3): erasing where A's normalized map >= delta, B on the erased features,
+"""ACoL (docs/methods.md): erasing where A's normalized map >= delta, B on the erased features,
 loss CE(A) + CE(B), the map max(norm A, norm B), VGG16's feature source."""
 
 from __future__ import annotations

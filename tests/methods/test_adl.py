@@ -1,4 +1,4 @@
-"""ADL (PAPER.md 4.3): importance map sigmoid(a), drop mask 1[a < gamma max a], one choice per
+"""ADL (docs/methods.md): importance map sigmoid(a), drop mask 1[a < gamma max a], one choice per
 layer and forward for the whole batch, identity in eval, three layers at the stated places."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""CutMix (PAPER.md 4.3): the box, the area weight lam', the pasted pixels and the mixed loss,
+"""CutMix (docs/methods.md): the box, the area weight lam', the pasted pixels and the mixed loss,
 by hand and against torchvision's ``transforms.v2.CutMix``."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Every training method through the real configs: train, test, eval, resume, and a method
-plugged in from outside the package (PAPER.md section 4)."""
+plugged in from outside the package (docs/methods.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hide-and-Seek (PAPER.md 4.3): whole grid-aligned patches of ``grid_size`` pixels hidden
+"""Hide-and-Seek (docs/methods.md): whole grid-aligned patches of ``grid_size`` pixels hidden
 with probability ``drop_rate`` per patch and image, filled with 0 on every channel."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPG (PAPER.md 4.3): seed masks (foreground, background, ignored), the BCE over the batch's
+"""SPG (docs/methods.md): seed masks (foreground, background, ignored), the BCE over the batch's
 non-ignored pixels, the layers the branches tap, the branches' absence at inference, the map."""
 
 from __future__ import annotations

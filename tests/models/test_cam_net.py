@@ -13,7 +13,7 @@ from torchvision import models as tvm
 from camexp.models import BACKBONES, CAMNet, WeightsError
 from camexp.modules.cam_classifier import CAMClassifier
 
-# (H, W) of the maps that feed the pooling, at 224 x 224 input (PAPER.md 1.2 and 2)
+# (H, W) of the maps that feed the pooling, at 224 x 224 input (docs/protocol.md)
 FEATURE_SIZES = {
     "vgg16": 14, "googlenet": 14, "alexnet": 13, "resnet50": 14, "resnet18": 14,
     "inception_v3": 25, "tiny": 28,

@@ -26,7 +26,7 @@ def _config(arch: str, method: str, data: dict) -> dict:
 
 def test_presets_carry_the_fields_numbers_for_every_cell() -> None:
     numbers = field_numbers(load_presets())
-    # PAPER.md 4.0: 6 methods and the FSL baseline x 3 backbones x 3 datasets
+    # docs/methods.md: 6 methods and the FSL baseline x 3 backbones x 3 datasets
     assert len(numbers) == 63
     assert numbers[("CUB", "InceptionV3", "FSL")] == 86.6
     assert numbers[("OpenImages", "ResNet50", "FSL")] == 74.4
@@ -70,7 +70,7 @@ def test_field_table_places_runs_by_what_they_ran(tmp_path: Path) -> None:
     assert "| CAM | 63.0 / 63.7 | - | 63.0 / 63.7 |" in table
     assert "| FSL | 70.0 / 71.6 | - | 70.0 / 71.6 |" in table
     # the centre baseline row: the runs' own centre baselines (PxAP on OpenImages), the field's
-    # one number per dataset (PAPER.md 4.0)
+    # one number per dataset (docs/methods.md)
     centre = cells[("CUB", "VGG16", "Centre baseline")]
     assert centre["n"] == 2 and centre["ours"] == pytest.approx(58.5) and centre["field"] == 59.7
     assert cells[("OpenImages", "VGG16", "Centre baseline")]["ours"] == 44.0

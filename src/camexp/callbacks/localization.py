@@ -1,4 +1,4 @@
-"""Evaluate score maps as localizers during validation and test (PAPER.md 1.3 and 2).
+"""Evaluate score maps as localizers during validation and test (docs/protocol.md).
 
 The maps come from the evaluation step's own forward pass: its head features times the
 linear weights (CAM), or, for ``method="backprop"``, the gradient of the class score with

@@ -1,4 +1,4 @@
-"""CUB-200-2011 in its official layout (PAPER.md section 3), read once into arrays.
+"""CUB-200-2011 in its official layout (docs/datasets.md), read once into arrays.
 
 The same reader serves the real dataset and the embedded synthetic one, which is written in
 this layout. The one extension we accept: ``bounding_boxes.txt`` may list an image id more

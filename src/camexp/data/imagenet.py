@@ -1,4 +1,4 @@
-"""ILSVRC 2012 classification-localization as users have it on disk (PAPER.md section 3).
+"""ILSVRC 2012 classification-localization as users have it on disk (docs/datasets.md).
 
 ``data.root`` is the folder holding ``train/`` and ``val/`` (also accepted: the Kaggle
 download's top folder, whose images live in ``ILSVRC/Data/CLS-LOC/``):

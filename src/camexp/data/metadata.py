@@ -1,4 +1,4 @@
-"""Reader of the WSOL metadata folders (PAPER.md section 3).
+"""Reader of the WSOL metadata folders (docs/datasets.md).
 
 Layout: ``metadata/<CUB|ILSVRC|OpenImages>/<train|val|test>/`` with
 
@@ -116,7 +116,7 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def _empty(path: Path) -> bool:
-    """True for a file without a single non-blank line (the field ships some: PAPER.md 3)."""
+    """True for a file without a single non-blank line (the field ships some: docs/datasets.md)."""
     return next(_lines(path), None) is None
 
 

@@ -2,7 +2,7 @@
 
 Box convention everywhere in camexp: ``(x0, y0, x1, y1)`` float pixel coordinates of the
 image they belong to, as the field's metadata writes them (CUB's ``x y w h`` becomes
-``x, y, x + w, y + h``); IoU counts pixels inclusively (PAPER.md section 2).
+``x, y, x + w, y + h``); IoU counts pixels inclusively (docs/protocol.md).
 
 - Evaluation (:class:`EvalTransform`): the image is resized to ``size`` directly (no
   aspect-preserving crop) and boxes are scaled by ``size / original`` and floored, exactly as

@@ -200,7 +200,7 @@ class WSOLDataModule(L.LightningDataModule):
 
     def _val_as_training(self, splits: dict[str, Split]) -> dict[str, Split]:
         """``data.train_on=val``: the val split minus a seeded per-class ``holdout_fraction``
-        trains, the held-out part validates; test is untouched (PAPER.md 4.5, FSL)."""
+        trains, the held-out part validates; test is untouched (docs/methods.md, FSL)."""
         val = splits["val"]
         if val.mask_paths is not None:
             raise DatasetError(

@@ -2,7 +2,7 @@
 
 Importable without Lightning: it needs torch, torchmetrics, numpy and OpenCV only (torch and
 torchmetrics are imported on first use of a metric class). See
-PAPER.md sections 1.3 and 2 for the protocol; every module documents its conventions (box corners,
+docs/protocol.md for the protocol; every module documents its conventions (box corners,
 inclusive pixels, order of resizing, normalization and quantization).
 
 Main entry points:

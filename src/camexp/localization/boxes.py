@@ -1,4 +1,4 @@
-"""Boxes from masks and maps, and ground-truth box checks (PAPER.md sections 1.3 and 2).
+"""Boxes from masks and maps, and ground-truth box checks (docs/protocol.md).
 
 Box convention (the field's): ``(x0, y0, x1, y1)`` int64, ``x`` = column, ``y`` = row. A box
 estimated from a contour with OpenCV bounding rectangle ``(x, y, w, h)`` is
@@ -166,7 +166,7 @@ def mask_boxes(mask: np.ndarray, multi_contour: bool = True) -> np.ndarray:
 
 
 def paper_box(score_map: np.ndarray, fraction: float = 0.2) -> np.ndarray:
-    """The paper's box rule (PAPER.md 1.3): largest connected component above a fraction of max.
+    """The paper's box rule (docs/protocol.md): largest connected component above a fraction of max.
 
     Keeps the pixels with ``value > fraction * max(map)`` (strict, float64), labels them with
     8-connectivity (``cv2.connectedComponentsWithStats``), takes the component with the most

@@ -1,4 +1,4 @@
-"""Box IoU with the field's inclusive-pixel convention (PAPER.md section 2).
+"""Box IoU with the field's inclusive-pixel convention (docs/protocol.md).
 
 Boxes are ``(x0, y0, x1, y1)`` with both corners *inside* the box (inclusive pixels):
 ``width = x1 - x0 + 1`` and ``height = y1 - y0 + 1``. The intersection of two boxes has width

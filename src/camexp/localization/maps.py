@@ -1,4 +1,4 @@
-"""Score-map preparation for localization evaluation (PAPER.md section 2).
+"""Score-map preparation for localization evaluation (docs/protocol.md).
 
 Conventions used everywhere in :mod:`camexp.localization`:
 

@@ -1,4 +1,4 @@
-"""torchmetrics ``Metric`` classes for localization (PAPER.md sections 1.3 and 2).
+"""torchmetrics ``Metric`` classes for localization (docs/protocol.md).
 
 All states are counts with ``dist_reduce_fx="sum"``, so they synchronize across DDP processes
 and two metrics updated on two halves of a split sum to one metric updated on all of it.
@@ -278,7 +278,7 @@ class MaxBoxAccV2(_MaxBoxAccBase):
 
 
 class PaperLocalization(Metric):
-    """The paper's localization numbers at a fixed threshold (PAPER.md 1.3).
+    """The paper's localization numbers at a fixed threshold (docs/protocol.md).
 
     The box of a map is :func:`~camexp.localization.boxes.paper_box` (largest 8-connected
     component above ``fraction`` of the normalized map's maximum); it is correct when its IoU

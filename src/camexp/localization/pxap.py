@@ -1,4 +1,4 @@
-"""Pixel average precision (PxAP) from pooled score histograms (PAPER.md section 2).
+"""Pixel average precision (PxAP) from pooled score histograms (docs/protocol.md).
 
 Binning (the field's): with ``thresholds = arange(0, 1, interval)`` (1000 values by default) the
 bin edges are ``thresholds + [1.0, 2.0, 3.0]``, i.e. ``T + 2`` bins ``[0, i), [i, 2i), ...,

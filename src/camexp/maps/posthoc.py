@@ -1,6 +1,6 @@
 """Post-hoc class maps of the Grad-CAM family, computed by the ``grad-cam`` package.
 
-The WSOL protocol normalizes, resizes and thresholds maps itself (PAPER.md section 2), so the
+The WSOL protocol normalizes, resizes and thresholds maps itself (docs/protocol.md), so the
 metrics get each method's *raw* map at the target layer's resolution: the library's own
 ``get_cam_image`` (its channel weights times the activations, or its projection), with its
 ReLU as a config option, and without the min-max scaling and the OpenCV resize to the input

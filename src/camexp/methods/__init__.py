@@ -1,4 +1,4 @@
-"""The field's WSOL training methods (PAPER.md section 4), one file each, as small strategies.
+"""The field's WSOL training methods (docs/methods.md), one file each, as small strategies.
 
 ``method=<name>`` picks one (``conf/method/<name>.yaml``); each is a :class:`Method` whose
 hooks the network, the LightningModule and the localization callback call:

@@ -2,7 +2,7 @@
 features; the second sees them with the first one's most discriminative region erased, so
 together they cover more of the object.
 
-As the field's benchmark runs it (PAPER.md 4.3, "ACoL"):
+As the field's benchmark runs it (docs/methods.md, "ACoL"):
 
 - Feature source: VGG16 with every 2x2 pool as a 3x3 stride-2 pad-1 max-pool, pool5 as a 3x3
   stride-1 pad-1 max-pool, then a 3x3 stride-1 pad-1 average pool (smoothing); ResNet50's

@@ -1,7 +1,7 @@
 """Attention-based Dropout Layer (Choe & Shim, CVPR 2019): during training, either hide the
 most activated region of a feature map or stress it, so later layers learn from the rest.
 
-As the field's benchmark runs it (PAPER.md 4.3, "ADL"), a layer without parameters inserted at
+As the field's benchmark runs it (docs/methods.md, "ADL"), a layer without parameters inserted at
 three places of the network: ``a`` = the channel mean of its input (B, 1, h, w); importance map
 ``sigmoid(a)``; drop mask ``1[a < threshold * max(a)]`` (maximum per image); once per forward
 call of each layer, for the whole batch, the drop mask with probability ``drop_rate``, else the

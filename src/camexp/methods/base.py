@@ -54,7 +54,7 @@ class Method:
         if self.placements is not None and arch not in self.placements:
             raise MethodError(
                 f"method={self.name} defines its layer placements for model.arch in "
-                f"{sorted(self.placements)}, not for {arch!r} (PAPER.md section 4 states them "
+                f"{sorted(self.placements)}, not for {arch!r} (docs/methods.md states them "
                 f"for VGG16, ResNet50 and InceptionV3). Pick one of those models, or another "
                 "method (cam, has and cutmix run on every backbone)."
             )
@@ -94,7 +94,7 @@ class Method:
 
     def maps(self, net: CAMNet, outputs: dict[str, Tensor], classes: Tensor) -> Tensor:
         """Localization maps (B, K, h, w) of ``classes`` (B, K), from :meth:`forward`'s outputs
-        of an evaluation batch: the class activation maps (PAPER.md 1.1)."""
+        of an evaluation batch: the class activation maps (docs/protocol.md)."""
         return net.cams(outputs["features"], classes)
 
     def __repr__(self) -> str:
@@ -119,7 +119,7 @@ def check_fraction(method: str, key: str, value: Any, low_open: bool = False) ->
 
 def normalize_maps(maps: Tensor) -> Tensor:
     """Min-max normalize each map over its last two (spatial) axes to [0, 1]; a constant map
-    becomes all zeros (the protocol's convention, PAPER.md section 2)."""
+    becomes all zeros (the protocol's convention, docs/protocol.md)."""
     low = maps.amin(dim=(-2, -1), keepdim=True)
     span = maps.amax(dim=(-2, -1), keepdim=True) - low
     return (maps - low) / span.clamp_min(1e-12) * (span > 0)

@@ -1,5 +1,5 @@
 """CAM (Zhou et al., CVPR 2016): plain cross-entropy on image labels; the map is
-``M_c = sum_k w_k^c f_k`` of the head's features (PAPER.md 1.1). Every hook's default."""
+``M_c = sum_k w_k^c f_k`` of the head's features (docs/protocol.md). Every hook's default."""
 
 from __future__ import annotations
 

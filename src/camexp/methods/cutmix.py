@@ -1,7 +1,7 @@
 """CutMix (Yun et al., ICCV 2019): paste a box of another training image into each image and
 weight the two labels by the areas.
 
-As the field's benchmark runs it (PAPER.md 4.3, "CutMix"), per batch, only when ``beta > 0``
+As the field's benchmark runs it (docs/methods.md, "CutMix"), per batch, only when ``beta > 0``
 and ``prob > U[0,1)``: draw ``lam ~ Beta(beta, beta)`` and a random permutation ``pi`` of the
 batch; ``r = sqrt(1 - lam)``, box sides ``cut_h = floor(H r)``, ``cut_w = floor(W r)``; a
 centre uniform over the integer pixels; edges ``centre +- floor(cut / 2)`` clipped to the

@@ -1,8 +1,8 @@
-"""The few-shot-learning (FSL) baseline of the field (Choe et al., CVPR 2020; PAPER.md 4.5):
+"""The few-shot-learning (FSL) baseline of the field (Choe et al., CVPR 2020; docs/methods.md):
 a localizer trained with full supervision on the small fully-annotated split only, to show
 how far a few boxes or masks go against weak supervision on the whole training set.
 
-Its code was never released; this is **camexp's reading** of it (PAPER.md 4.5): the same
+Its code was never released; this is **camexp's reading** of it (docs/methods.md): the same
 backbone and head with a 1x1 convolution to one foreground channel, trained with per-pixel
 binary cross-entropy against the filled ground-truth boxes (``target=boxes``, CUB and
 ImageNet) or the masks (``target=masks``) of the val split (``data.train_on=val``: the val

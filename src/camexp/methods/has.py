@@ -1,7 +1,7 @@
 """Hide-and-Seek (Singh & Lee, ICCV 2017): hide random patches of every training image so the
 network must find more than the most discriminative part.
 
-As the field's benchmark runs it (PAPER.md 4.3, "HaS"): on the normalized batch after
+As the field's benchmark runs it (docs/methods.md, "HaS"): on the normalized batch after
 augmentation, the image is cut into square patches of side ``grid_size`` *pixels* (patches at
 the right and bottom edges are truncated); each patch of each image is hidden independently
 with probability ``drop_rate``, set to 0 on every channel (in normalized space that is the

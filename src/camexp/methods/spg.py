@@ -2,7 +2,7 @@
 becomes pixel-level seeds (foreground, background, ignored) that train extra branches on
 earlier features, which in turn make the classifier's map cover more of the object.
 
-As the field's benchmark runs it (PAPER.md 4.3, "SPG"):
+As the field's benchmark runs it (docs/methods.md, "SPG"):
 
 - A: the classification path. VGG16: conv1-conv3 with pools 1-3, then A1 = conv4_1-4_3 and a
   3x3 stride-2 pad-1 max-pool (in place of pool4), A2 = conv5_1-5_3, A3 = two new 3x3 convs
@@ -105,7 +105,7 @@ def _to_one_channel(in_channels: int) -> nn.Conv2d:
 
 
 class SPG(Method):
-    """Args: the seed thresholds (high, low) of the three losses, PAPER.md's defaults:
+    """Args: the seed thresholds (high, low) of the three losses, docs/protocol.md's defaults:
     ``threshold_1h/1l`` (0.7, 0.01) for B2 against the attention map, ``threshold_2h/2l``
     (0.5, 0.05) for B1 against sigmoid(B2), ``threshold_3h/3l`` (0.7, 0.1) for C against the
     fused map; ``min_foreground`` (30) pixels before the 0.7 x max fallback.

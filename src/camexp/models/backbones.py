@@ -1,4 +1,4 @@
-"""Convolutional trunks cut where CAM needs them (PAPER.md sections 1.2 and 2).
+"""Convolutional trunks cut where CAM needs them (docs/protocol.md).
 
 Each trunk is built from torchvision's own definition, so torchvision's ImageNet state dicts
 load into it under torchvision's parameter names, and then cut:

@@ -1,4 +1,4 @@
-"""The CAM network: trunk -> head convolutions -> global pooling -> linear (PAPER.md 1.1).
+"""The CAM network: trunk -> head convolutions -> global pooling -> linear (docs/protocol.md).
 
 With ``f_k(x, y)`` the head's output and ``w_k^c`` the linear weights, the class score is
 ``S_c = sum_k w_k^c * pool_{x,y} f_k(x, y) + b_c`` and the class activation map is

@@ -1,6 +1,6 @@
 """The LightningModule: a :class:`~camexp.models.CAMNet` trained with image-level labels only.
 
-Fine-tuning as the field does it (PAPER.md 1.2): SGD with momentum 0.9, the layers added to
+Fine-tuning as the field does it (docs/protocol.md): SGD with momentum 0.9, the layers added to
 the trunk at ``head_lr_mult`` times the trunk's learning rate, step or cosine decay per epoch.
 
 Validation and test steps return the logits and the head's feature maps of their single

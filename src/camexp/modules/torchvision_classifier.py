@@ -5,7 +5,7 @@ enum's state dict (or ``model.weights_path``), and its maps come from a post-hoc
 (``localization.method=gradcam``, ...). Preprocessing follows the enum's ``transforms()``:
 its mean and std normalize the batches here. Its resize-then-centre-crop is *not* applied:
 the WSOL protocol resizes the whole image to ``data.eval_size`` so every box stays in the
-picture (PAPER.md section 2); set ``data.eval_size`` to the enum's crop size (224 for most,
+picture (docs/protocol.md); set ``data.eval_size`` to the enum's crop size (224 for most,
 299 for inception_v3) to match the resolution the weights were trained at (a warning says so).
 """
 

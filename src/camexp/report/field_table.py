@@ -1,4 +1,4 @@
-"""The field's table (PAPER.md 4.0) from any set of runs: rows = training methods, columns =
+"""The field's table (docs/methods.md) from any set of runs: rows = training methods, columns =
 backbones per dataset, ours next to the field's number, and the means.
 
 Each finished run is placed by what it ran, read from its config: the dataset (CUB layout,
@@ -21,7 +21,7 @@ METHOD_LABELS = {"CAM": "CAM", "HideAndSeek": "HaS", "ACoL": "ACoL", "SPG": "SPG
                  "CutMix": "CutMix", "FSL": "FSL"}
 CENTRE = "Centre baseline"
 METHOD_ORDER = ["CAM", "HaS", "ACoL", "SPG", "ADL", "CutMix", "FSL", CENTRE]
-# the field's centre baseline (PAPER.md 4.0): one number per dataset, whatever the backbone
+# the field's centre baseline (docs/methods.md): one number per dataset, whatever the backbone
 CENTRE_FIELD = {"ImageNet": 52.5, "CUB": 59.7, "OpenImages": 45.8}
 BACKBONE_LABELS = {"vgg16": "VGG16", "inception_v3": "InceptionV3", "resnet50": "ResNet50"}
 BACKBONE_ORDER = ["VGG16", "InceptionV3", "ResNet50"]
@@ -125,7 +125,7 @@ def field_table_markdown(cells: Sequence[dict[str, Any]]) -> str:
     for dataset in datasets:
         header += [f"{dataset} {b}" for d, b in columns if d == dataset] + [f"{dataset} mean"]
     lines = ["## The field's table", "",
-             "Test MaxBoxAccV2 (PxAP on OpenImages), `ours / field` (PAPER.md 4.0; `-`: no run or "
+             "Test MaxBoxAccV2 (PxAP on OpenImages), `ours / field` (docs/methods.md; `-`: no run or "
              "no published number; `(n)`: mean of n runs). Means over the backbones with a run.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method in methods:

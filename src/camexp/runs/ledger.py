@@ -1,6 +1,6 @@
 """The test-evaluation ledger: how many times the test split was evaluated for one config.
 
-The field's protocol (PAPER.md 2 and 4) chooses hyper-parameters on the val split and reports
+The field's protocol (docs/protocol.md and docs/methods.md) chooses hyper-parameters on the val split and reports
 the test split once. Every evaluation of the test split (``camexp.train`` with ``test=true``,
 ``camexp.eval``) appends one line to ``${paths.log_dir}/test_ledger.jsonl``, keyed by a hash of
 the run's composed config less what does not change the experiment (paths, loggers, the

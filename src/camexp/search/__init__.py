@@ -1,6 +1,6 @@
 """The field's hyper-parameter search (``hparams_search=wsol|wsol_tpe``) around one training job.
 
-``conf/hparams_search/`` runs Hydra's Optuna sweeper over the ranges of PAPER.md 4.5 (see
+``conf/hparams_search/`` runs Hydra's Optuna sweeper over the ranges of docs/search.md (see
 ``docs/search.md``). This module is what the jobs and the sweep need beyond the sweeper:
 
 - :func:`run_trial`: a job with ``optimized_metric`` set returns that val metric to the
