@@ -373,7 +373,7 @@ def test_ddp_trials_use_the_same_values_on_both_ranks(tmp_path: Path, data_dir: 
                 # the sampler's seed 2 draws 1e9 (the trial diverges on both ranks) then 0.05
                 "model.optim.lr=choice(1e9,0.05)", "hydra.sweeper.sampler.seed=2",
                 "trainer.devices=2", "+trainer.strategy=ddp",
-                "+callbacks.record._target_=tests.search_helpers.RecordHparams",
+                "+callbacks.record._target_=tests.helpers.search.RecordHparams",
                 "+callbacks.record.output_dir=${paths.output_dir}", "+callbacks.record.method=${method}",
                 *QUICK, f"paths.data_dir={data_dir}")
     assert done.returncode == 0, done.stderr[-4000:]
