@@ -12,6 +12,7 @@ import pytest
 
 from camexp.config.validate import validate
 from tests.helpers.configs import compose_config
+from tests.helpers.markdown import anchor, anchors
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -71,22 +72,12 @@ def test_documented_command_composes_and_validates(where: str, entry: str, token
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
-def _anchor(heading: str) -> str:
-    """GitHub's anchor of a heading: lowercase, punctuation other than '-' and '_' dropped,
-    spaces to '-'."""
-    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
-    return text.replace(" ", "-")
-
-
-def _anchors(path: Path) -> set[str]:
-    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
-    return {_anchor(m.group(1)) for m in re.finditer(r"^#+ (.+)$", text, flags=re.M)}
-
-
 def test_anchor_rule_on_known_headings() -> None:
-    assert _anchor("GAP versus GMP at equal classification") == "gap-versus-gmp-at-equal-classification"
-    assert _anchor("Your own dataset (CUB layout)") == "your-own-dataset-cub-layout"
-    assert _anchor("Models (`conf/model/`)") == "models-confmodel"
+    assert anchor("GAP versus GMP at equal classification") == "gap-versus-gmp-at-equal-classification"
+    assert anchor("Your own dataset (CUB layout)") == "your-own-dataset-cub-layout"
+    assert anchor("Models (`conf/model/`)") == "models-confmodel"
+    assert anchor("Where camexp differs from the original code") == (
+        "where-camexp-differs-from-the-original-code")
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
@@ -96,10 +87,10 @@ def test_relative_links_point_to_files_and_headings_that_exist(doc: Path) -> Non
     for target in LINK.findall(text):
         if re.match(r"[a-z]+://", target):
             continue
-        file, _, anchor = target.partition("#")
+        file, _, fragment = target.partition("#")
         path = (doc.parent / file).resolve() if file else doc
         if not path.is_file():
             broken.append(f"{target}: no file {path}")
-        elif anchor and path.suffix == ".md" and anchor not in _anchors(path):
-            broken.append(f"{target}: no heading with anchor #{anchor} in {path.name}")
+        elif fragment and path.suffix == ".md" and fragment not in anchors(path):
+            broken.append(f"{target}: no heading with anchor #{fragment} in {path.name}")
     assert not broken, f"{doc.name}: " + "; ".join(broken)

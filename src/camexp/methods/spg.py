@@ -105,7 +105,7 @@ def _to_one_channel(in_channels: int) -> nn.Conv2d:
 
 
 class SPG(Method):
-    """Args: the seed thresholds (high, low) of the three losses, docs/protocol.md's defaults:
+    """Args: the seed thresholds (high, low) of the three losses, docs/methods.md's defaults:
     ``threshold_1h/1l`` (0.7, 0.01) for B2 against the attention map, ``threshold_2h/2l``
     (0.5, 0.05) for B1 against sigmoid(B2), ``threshold_3h/3l`` (0.7, 0.1) for C against the
     fused map; ``min_foreground`` (30) pixels before the 0.7 x max fallback.
