@@ -149,13 +149,11 @@ def header_sizes(meta: Metadata, image_root: str | Path | None) -> dict[str, tup
 def check_paths_inside(meta: Metadata) -> None:
     """Image ids and mask paths must stay inside maps_dir / mask_root (no '..', not absolute),
     the rule of the dataset readers."""
-    from camexp.data.text_files import check_inside, text_lines
+    from camexp.data.text_files import check_inside
 
-    ids_file = meta.folder / "image_ids.txt"
     try:
-        for number, text in text_lines(ids_file, EvalMapsError):
-            if text.strip():
-                check_inside(text.strip(), f"{ids_file}, line {number}")
+        for image_id in meta.image_ids:
+            check_inside(image_id, meta.where("image_ids.txt", image_id))
         for image_id, paths in (meta.mask_paths or {}).items():
             ignore = (meta.ignore_paths or {}).get(image_id)
             for path in [*paths, *([ignore] if ignore else [])]:
