@@ -6,18 +6,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from camexp.core.errors import UserError
 from camexp.runs.ledger import read_test_record
 
+if TYPE_CHECKING:
+    from camexp.report.published import PaperRow
+
 
 @dataclass
 class Run:
     """A run folder: its config, its final metrics (None: unfinished) and the published rows it
-    is compared with (``PaperRow`` of :mod:`camexp.report.published`)."""
+    is compared with."""
 
     path: Path
     run_id: str
@@ -25,7 +28,7 @@ class Run:
     metrics: dict[str, float] | None
     overrides: list[str] = field(default_factory=list)
     preset: str | None = None
-    paper: list[Any] = field(default_factory=list)
+    paper: list[PaperRow] = field(default_factory=list)
     choices: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     # times the test split of this run's config was evaluated (camexp.runs.ledger), None: unknown
