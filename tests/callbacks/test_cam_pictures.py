@@ -46,14 +46,14 @@ def test_curve_plot_says_when_v1_and_v2_iou50_coincide(tmp_path: Path, kept_figu
     callback = CAMLocalization(str(tmp_path))
     thresholds = np.arange(0, 1, 0.25)
     same = np.array([10.0, 50.0, 30.0, 0.0])
-    v2 = {"thresholds": thresholds, "iou_thresholds": [30.0, 50.0, 70.0], "num_images": 4,
-          "accuracy": [same + 10, same, same / 2]}
+    curve = {"thresholds": thresholds, "iou_thresholds": [30.0, 50.0, 70.0], "num_images": 4,
+             "accuracy": [same + 10, same, same / 2], "name": "MaxBoxAccV2"}
 
     class NoLoggers:
         loggers: list = []
 
-    callback._write_curve("test", same, v2, NoLoggers())
-    callback._write_curve("val", same + 5, v2, NoLoggers())
+    callback._write_curve("test", {**curve, "accuracy_v1": same}, NoLoggers())
+    callback._write_curve("val", {**curve, "accuracy_v1": same + 5}, NoLoggers())
     coincide, apart = ([line.get_label() for line in f.axes[0].get_lines()] for f in kept_figures)
     assert coincide[0] == "MaxBoxAcc_IoU50 (max 50.0 at 0.250), same curve as MaxBoxAccV2_IoU50"
     assert apart[0] == "MaxBoxAcc_IoU50 (max 55.0 at 0.250)"

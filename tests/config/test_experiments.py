@@ -1,14 +1,16 @@
-"""Experiment presets (conf/experiment/): each composes, carries its paper numbers, and runs."""
+"""Experiment presets (conf/experiment/) and the published numbers (conf/published.yaml): each
+preset composes and runs, every published row's recipe composes into a config that the report
+matches to exactly that recipe's rows, with the numbers restated here."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from camexp.config.validate import validate
-from camexp.report.collect import parse_paper
+from camexp.report.published import load_published, rows_of_run
 from camexp.train import train
 from tests.helpers.configs import CONF_DIR, TINY_SYNTHETIC, compose_config
 
@@ -84,47 +86,62 @@ FIELD_DATA = [("imagenet", "ImageNet", "MaxBoxAccV2"), ("cub", "CUB", "MaxBoxAcc
               ("openimages", "OpenImages", "PxAP")]
 FIELD_BACKBONES = [("vgg16", "VGG16", "vgg_gap"), ("inceptionv3", "InceptionV3", "inceptionv3_gap"),
                    ("resnet50", "ResNet50", "resnet50_gap")]
-# preset -> training method (the CAM presets train with method=cam)
-METHOD = {preset: "cam" for preset in SETTINGS}
+# recipe (the overrides after experiment=) -> (model config, data config, model.pool,
+# localization.method, method choice)
+RECIPES = {preset: (*SETTINGS[preset], "cam") for preset in SETTINGS}
 for _method, (_label, _cells) in FIELD.items():
     for (_data, _data_label, _metric), _row in zip(FIELD_DATA, _cells, strict=True):
         for (_back, _back_label, _model), _value in zip(FIELD_BACKBONES, _row, strict=True):
-            _preset = f"wsol_{_data}_{_back}_{_method}"
-            SETTINGS[_preset] = (_model, _data, "gap", "cam")
-            METHOD[_preset] = _method
+            _recipe = f"wsol_{_data}_{_back} method={_method}"
+            RECIPES[_recipe] = (_model, _data, "gap", "cam", _method)
             PAPER[(f"{_data_label} {_metric}", f"{_label} {_back_label}")] = {f"test/{_metric}": _value}
+PUBLISHED = load_published()
 
 
-def test_every_preset_is_known_and_every_paper_row_has_a_preset() -> None:
+def test_every_preset_is_known_and_every_paper_row_is_published_with_a_recipe() -> None:
     assert set(PRESETS) == set(SETTINGS)
-    covered = set()
-    for preset in PRESETS:
-        document = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "experiment" / f"{preset}.yaml"))
-        covered |= {(row.table, row.row) for row in parse_paper(document["paper"])}
-    assert set(PAPER) <= covered
+    published = {(row.table, row.row): row for row in PUBLISHED}
+    assert set(PAPER) <= set(published)
+    for key, metrics in PAPER.items():
+        assert published[key].metrics == pytest.approx(metrics), key
+    recipes = {row.recipe for row in PUBLISHED if row.recipe}
+    assert recipes == set(RECIPES)  # 22 presets + 54 methods on the field's recipes
+    assert {recipe.split()[0] for recipe in recipes} == set(PRESETS)
 
 
-@pytest.mark.parametrize("preset", PRESETS)
-def test_preset_composes_with_its_paper_numbers(preset: str, tmp_path: Path) -> None:
-    model, data, pool, method = SETTINGS[preset]
-    if not (CONF_DIR / "data" / f"{data}.yaml").is_file():
-        pytest.skip(f"conf/data/{data}.yaml is not there yet")
+def _compose(recipe: str, tmp_path: Path):
+    overrides = [f"experiment={recipe.split()[0]}", *recipe.split()[1:], "model.pretrained=false"]
     # pretrained=false: validate() then needs no weights (it changes nothing else)
-    cfg = compose_config("train", [f"experiment={preset}", "model.pretrained=false"],
-                         tmp_path / "run", tmp_path / "data")
+    return compose_config("train", overrides, tmp_path / "run", tmp_path / "data")
+
+
+def _as_run_config(cfg) -> dict:
+    """The config as a run folder's .hydra/config.yaml holds it (interpolations resolved)."""
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.pop("hydra")
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_recipe_composes_and_the_report_finds_exactly_its_rows(recipe: str, tmp_path: Path) -> None:
+    model, data, pool, maps, method = RECIPES[recipe]
+    cfg = _compose(recipe, tmp_path)
     choices = cfg.hydra.runtime.choices
-    assert (choices.experiment, choices.model, choices.data) == (preset, model, data)
-    assert (cfg.model.pool, cfg.localization.method) == (pool, method)
-    assert choices.method == METHOD[preset] and cfg.model.method == cfg.method
+    assert (choices.experiment, choices.model, choices.data) == (recipe.split()[0], model, data)
+    assert (cfg.model.pool, cfg.localization.method) == (pool, maps)
+    assert choices.method == method and cfg.model.method == cfg.method
     assert cfg.tags and all(isinstance(tag, str) for tag in cfg.tags)
-    rows = parse_paper(OmegaConf.to_container(cfg.paper, resolve=True))
-    assert rows
-    for row in rows:
-        if (row.table, row.row) in PAPER:
-            assert row.metrics == pytest.approx(PAPER[row.table, row.row])
-    # the composed config passes camexp's checks with the preset's hyper-parameters
+    if recipe.startswith("wsol_"):  # the method's tag comes from method=
+        assert cfg.tags[-1] == method
+    if method == "fsl" and data == "openimages":  # conf/method_data/fsl_openimages.yaml
+        assert (cfg.method.target, cfg.callbacks.model_checkpoint.monitor) == ("masks", "val/PxAP")
+    # the composed config passes camexp's checks with the recipe's hyper-parameters
     validate(cfg)
     assert cfg.trainer.max_epochs == cfg.data.epochs
+    found = rows_of_run(_as_run_config(cfg), tmp_path / "run", PUBLISHED)
+    assert found and {row.recipe for row in found} == {recipe}
+    assert len(found) == sum(row.recipe == recipe for row in PUBLISHED)
 
 
 def test_a_preset_over_synthetic_data_runs_a_quick_fit(tmp_path: Path, data_dir: Path) -> None:
@@ -132,7 +149,7 @@ def test_a_preset_over_synthetic_data_runs_a_quick_fit(tmp_path: Path, data_dir:
     overrides = ["experiment=cub_googlenet_gap", "data=synthetic", "model=tinynet_gap",
                  *TINY_SYNTHETIC, *QUICK_FIT]
     cfg = compose_config("train", overrides, tmp_path / "run", data_dir)
-    assert cfg.model.scheduler.step_size == 15 and cfg.paper.rows[0].table == "Table 4"
+    assert cfg.model.scheduler.step_size == 15
     metrics = train(cfg)
     assert {"test/acc_top1", "test/loc_gt_known", "test/MaxBoxAccV2"} <= set(metrics)
     assert (tmp_path / "run" / "metrics.json").is_file()

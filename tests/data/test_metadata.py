@@ -113,3 +113,48 @@ def test_blank_lines_and_crlf_are_tolerated(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("\n")
     with pytest.raises(MetadataError, match="no image id"):
         read_image_ids(tmp_path / "empty.txt")
+
+
+def test_rows_keep_their_file_and_line(tmp_path: Path) -> None:
+    files = dict(CUB_FILES)
+    files["localization.txt"] = "\n" + CUB_FILES["localization.txt"]  # a blank first line
+    meta = read_metadata(write_split(tmp_path / "test", files))
+    assert meta.lines["image_ids.txt"] == {"a/1.jpg": [1], "a/2.jpg": [2], "b/3.jpg": [3]}
+    assert meta.lines["localization.txt"]["b/3.jpg"] == [4, 5]  # one line per box
+    assert meta.where("class_labels.txt", "b/3.jpg") == f"{tmp_path / 'test' / 'class_labels.txt'}, line 3"
+    origin = meta.origin("localization.txt", every_row=True)
+    assert [origin(row) for row in (0, 3)] == [f"{tmp_path / 'test' / 'localization.txt'}, line {n}"
+                                               for n in (2, 5)]
+    assert meta.origin("image_sizes.txt").lines.tolist() == [1, 2, 3]
+
+
+def test_left_out_images_have_no_lines_and_masks_keep_theirs(tmp_path: Path) -> None:
+    files = dict(CUB_FILES, **{"class_labels.txt": "a/1.jpg,0\na/2.jpg,cat\nb/3.jpg,1\n"})
+    problems: list = []
+    meta = read_metadata(write_split(tmp_path / "test", files), problems=problems)
+    assert meta.image_ids == ["a/1.jpg", "b/3.jpg"] and len(problems) == 1
+    assert "a/2.jpg" not in meta.lines["localization.txt"]
+    assert meta.origin("class_labels.txt").lines.tolist() == [1, 3]
+    masks = {"image_ids.txt": "t/x.jpg\n", "class_labels.txt": "t/x.jpg,3\n",
+             "localization.txt": "t/x.jpg,t/m1.png,\nt/x.jpg,t/m2.png,\n"}
+    assert read_metadata(write_split(tmp_path / "val", masks)).lines["localization.txt"] == {
+        "t/x.jpg": [1, 2]}
+
+
+def test_a_split_reads_each_file_once(tmp_path: Path, monkeypatch) -> None:
+    """The lines that messages name come from the one reading of each file."""
+    from camexp.data import metadata
+
+    opened: list[str] = []
+    real = metadata.text_lines
+
+    def counting(path, *args):
+        opened.append(Path(path).name)
+        return real(path, *args)
+
+    monkeypatch.setattr(metadata, "text_lines", counting)
+    write_split(tmp_path / "test", CUB_FILES)
+    split = metadata.read_metadata_split(tmp_path / "test", "test", tmp_path / "images")
+    assert sorted(opened) == sorted(CUB_FILES)
+    assert split.box_origin(3) == f"{tmp_path / 'test' / 'localization.txt'}, line 4"
+    assert split.label_origin(2) == f"{tmp_path / 'test' / 'class_labels.txt'}, line 3"

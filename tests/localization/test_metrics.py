@@ -218,6 +218,12 @@ def test_v2_reports_v1_from_its_own_sweep_exactly_as_maxboxacc() -> None:
     assert {k: both[k].item() for k in separate} == {k: v.item() for k, v in separate.items()}
     assert {k: both[k].item() for k in alone} == {k: v.item() for k, v in alone.items()}
     assert set(both) == set(alone) | set(separate)
-    np.testing.assert_array_equal(v2.curve()["accuracy_largest"][1], v1.curve()["accuracy"][0])
-    with pytest.raises(ValueError, match="report_v1 needs IoU 50"):
-        MaxBoxAccV2(iou_thresholds=(30, 70), report_v1=True)
+    np.testing.assert_array_equal(v2.curve()["accuracy_v1"], v1.curve()["accuracy"][0])
+    # without IoU 50 among V2's thresholds the sweep adds it for V1: same V1, same V2
+    without_50 = MaxBoxAccV2((30, 70), image_size=48, cam_curve_interval=0.01, report_v1=True)
+    without_50.update(maps, boxes, num)
+    out = without_50.compute()
+    assert {k: out[k].item() for k in separate} == {k: v.item() for k, v in separate.items()}
+    for key in ("MaxBoxAccV2_IoU30", "MaxBoxAccV2_IoU70", "MaxBoxAccV2_best_tau_IoU70"):
+        assert out[key].item() == alone[key].item()
+    assert "MaxBoxAccV2_IoU50" not in out and without_50.num_correct.shape == (2, 100)

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from camexp.report.build import make_report
-from camexp.report.collect import load_presets
+from camexp.report.collect import find_runs
 from camexp.report.field_table import field_cells, field_numbers
+from camexp.report.published import load_published
 from tests.helpers.configs import TINY_SYNTHETIC
 from tests.helpers.runs import fake_run
 
@@ -24,10 +25,13 @@ def _config(arch: str, method: str, data: dict) -> dict:
     return {"model": {"arch": arch}, "method": {"_target_": f"camexp.methods.{method}"}, "data": data}
 
 
-def test_presets_carry_the_fields_numbers_for_every_cell() -> None:
-    numbers = field_numbers(load_presets())
-    # docs/methods.md: 6 methods and the FSL baseline x 3 backbones x 3 datasets
-    assert len(numbers) == 63
+def test_the_published_numbers_hold_the_fields_number_for_every_cell() -> None:
+    numbers = field_numbers(load_published())
+    # docs/methods.md: 6 methods and the FSL baseline x 3 backbones x 3 datasets, and the
+    # centre baseline's one number per dataset in every backbone's column
+    assert len(numbers) == 63 + 9
+    assert {numbers[(d, b, "Centre baseline")] for d in ("CUB",) for b in ("VGG16", "ResNet50")} == {59.7}
+    assert numbers[("OpenImages", "InceptionV3", "Centre baseline")] == 45.8
     assert numbers[("CUB", "InceptionV3", "FSL")] == 86.6
     assert numbers[("OpenImages", "ResNet50", "FSL")] == 74.4
     assert numbers[("CUB", "VGG16", "ADL")] == 66.3
@@ -53,8 +57,8 @@ def test_field_table_places_runs_by_what_they_ran(tmp_path: Path) -> None:
     ckpt = root / "2" / "checkpoints" / "last.ckpt"  # an eval run of run 2's checkpoint
     fake_run(tmp_path / "sweep" / "eval", {"ckpt_path": str(ckpt), "data": CUB}, {"test/MaxBoxAccV2": 52.0})
     make_report(root, tmp_path / "out")
-    cells = {(c["dataset"], c["backbone"], c["method"]): c for c in field_cells(
-        __import__("camexp.report.collect", fromlist=["find_runs"]).find_runs(root), load_presets())}
+    cells = {(c["dataset"], c["backbone"], c["method"]): c for c in field_cells(find_runs(root),
+                                                                                 load_published())}
     adl = cells[("CUB", "VGG16", "ADL")]
     assert adl["n"] == 2 and adl["ours"] == pytest.approx(61.3) and adl["field"] == 66.3
     assert adl["diff"] == pytest.approx(-5.0)
@@ -77,6 +81,38 @@ def test_field_table_places_runs_by_what_they_ran(tmp_path: Path) -> None:
     assert lines["Centre baseline"].startswith("| Centre baseline | 58.5 (2) / 59.7 | - | 58.5 / 59.7 | 44.0 / 45.8 |")
     assert list(lines)[1:] == ["CAM", "HaS", "ADL", "FSL", "Centre baseline"]
     assert "The field's table" in (tmp_path / "out" / "report.md").read_text()
+
+
+METHODS = {"CAM": "CAM", "HaS": "HideAndSeek", "ACoL": "ACoL", "SPG": "SPG", "ADL": "ADL",
+           "CutMix": "CutMix", "FSL": "FSL"}
+DATA = {"ImageNet": "ImageNetDataModule", "CUB": "CUBDataModule", "OpenImages": "OpenImagesDataModule"}
+ARCHS = {"VGG16": "vgg16", "InceptionV3": "inception_v3", "ResNet50": "resnet50"}
+
+
+def test_the_report_finds_the_fields_number_of_all_63_cells(tmp_path: Path) -> None:
+    """One run per (dataset, backbone, method) of the field's protocol (data.split=wsol), each
+    scoring the field's number plus 1: every cell of the field's table and every row of the
+    paper tables finds its published number."""
+    numbers = field_numbers(load_published())
+    cells = [cell for cell in numbers if cell[2] != "Centre baseline"]
+    assert len(cells) == 63
+    for n, (dataset, backbone, method) in enumerate(cells):
+        score = "PxAP" if dataset == "OpenImages" else "MaxBoxAccV2"
+        config = {"model": {"arch": ARCHS[backbone], "pool": "gap"},
+                  "method": {"_target_": f"camexp.methods.{METHODS[method]}"},
+                  "data": {"_target_": f"camexp.data.datamodule.{DATA[dataset]}", "split": "wsol"},
+                  "localization": {"method": "cam"}}
+        fake_run(tmp_path / "runs" / str(n), config,
+                 {f"test/{score}": numbers[(dataset, backbone, method)] + 1.0})
+    lines = make_report(tmp_path / "runs")
+    assert len(lines) == 63 and {line["status"] for line in lines} == {"ok"}
+    assert all(line["diff"] == pytest.approx(1.0) for line in lines)
+    assert {(line["table"].split()[0], line["row"]) for line in lines} == {
+        (dataset, f"{method} {backbone}") for dataset, backbone, method in cells}
+    found = {(c["dataset"], c["backbone"], c["method"]): c for c in field_cells(
+        find_runs(tmp_path / "runs"), load_published())}
+    for cell in cells:
+        assert found[cell]["field"] == numbers[cell] and found[cell]["diff"] == pytest.approx(1.0)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf, open_dict
 
+from camexp.core.errors import UserError
 from camexp.report.__main__ import main
 from camexp.report.build import make_report
 from camexp.report.collect import derived_metrics
@@ -17,10 +18,11 @@ from camexp.train import train
 from tests.helpers.configs import TINY_SYNTHETIC, compose_config
 from tests.helpers.runs import fake_run
 
-GOOGLENET_PAPER = {"rows": [
-    {"table": "Table 1", "row": "GoogLeNet-GAP", "metrics": {"test/cls_top1_err": 35.0, "test/cls_top5_err": 13.2}},
-    {"table": "Table 2", "row": "GoogLeNet-GAP", "metrics": {"test/loc_top1_err": 56.40, "test/loc_top5_err": 43.00}},
-]}
+# what the configs of the ILSVRC presets' runs say they trained (the report matches on it)
+IMAGENET = {"_target_": "camexp.data.datamodule.ImageNetDataModule", "split": "official"}
+GOOGLENET = {"arch": "googlenet", "pool": "gap", "head": {"num_convs": 1}}
+VGG = {"arch": "vgg16", "pool": "gap", "head": {"num_convs": 1}}
+CAM = {"_target_": "camexp.methods.CAM"}
 
 
 @pytest.fixture
@@ -28,17 +30,17 @@ def sweep(tmp_path: Path) -> Path:
     """A partial sweep: GoogLeNet-GAP finished, VGGnet-GAP unfinished, the rest missing; plus
     a threshold sweep of eval runs on GoogLeNet-GAP's checkpoint and a Backprop eval of it."""
     root = tmp_path / "sweep"
-    cam = {"localization": {"method": "cam", "paper_fraction": 0.2}}
-    fake_run(root / "0", {**cam, "paper": GOOGLENET_PAPER, "tags": ["ilsvrc"]},
+    cam = {"localization": {"method": "cam", "paper_fraction": 0.2}, "data": IMAGENET, "method": CAM}
+    fake_run(root / "0", {**cam, "model": GOOGLENET, "tags": ["ilsvrc"]},
              {"test/acc_top1": 0.66, "test/acc_top5": 0.87, "test/loc_top1_err": 55.0,
               "test/loc_top5_err": 44.0, "val/acc_top1": 0.7},
              experiment="ilsvrc_googlenet_gap", overrides=("experiment=ilsvrc_googlenet_gap", "seed=1"))
-    vgg = yaml.safe_load((Path(__file__).parents[2] / "conf/experiment/ilsvrc_vgg_gap.yaml").read_text())
-    fake_run(root / "1", {**cam, "paper": vgg["paper"]}, None, experiment="ilsvrc_vgg_gap")
+    fake_run(root / "1", {**cam, "model": VGG}, None, experiment="ilsvrc_vgg_gap")
     ckpt = str(root / "0" / "checkpoints" / "last.ckpt")
     for n, fraction in enumerate((0.1, 0.3)):
         fake_run(tmp_path / "evals" / str(n),
-                 {"ckpt_path": ckpt, "localization": {"method": "cam", "paper_fraction": fraction}},
+                 {"ckpt_path": ckpt, "data": IMAGENET,
+                  "localization": {"method": "cam", "paper_fraction": fraction}},
                  {"test/acc_top1": 0.66, "test/acc_top5": 0.87, "test/loc_top1_err": 60.0 + n,
                   "test/loc_top5_err": 50.0 + n},
                  overrides=(f"ckpt_path={ckpt}", f"localization.paper_fraction={fraction}"))
@@ -206,3 +208,53 @@ def test_report_of_runs_that_are_not_presets(tmp_path: Path, capsys) -> None:
     assert (scored["kind"], scored["model"], scored["pool"], scored["method"], scored["localization"]) == (
         "eval", "vgg_gap", "gap", "cam", "gradcam")
     assert scored["label"] == "localization.method=gradcam" and scored["trained_in"] == str(root / "0")
+
+
+def test_an_eval_run_is_described_by_its_checkpoint_and_its_own_map(tmp_path: Path) -> None:
+    """A Backprop eval of a GAP checkpoint gets the Backprop rows without naming them; a
+    Grad-CAM eval of it gets none; a CAM run on the field's split gets the field's row only."""
+    root = tmp_path / "runs"
+    cam = {"data": IMAGENET, "method": CAM, "localization": {"method": "cam"}}
+    fake_run(root / "train", {**cam, "model": VGG}, {"test/acc_top1": 0.6}, experiment="ilsvrc_vgg_gap")
+    ckpt = str(root / "train" / "checkpoints" / "last.ckpt")
+    for method in ("backprop", "gradcam"):
+        fake_run(root / method, {"ckpt_path": ckpt, "data": IMAGENET, "localization": {"method": method}},
+                 {"test/loc_top1_err": 62.12, "test/loc_top5_err": 50.0})
+    fake_run(root / "field", {**cam, "model": VGG, "data": {**IMAGENET, "split": "wsol"}},
+             {"test/MaxBoxAccV2": 61.0})
+    lines = make_report(root)
+    by_run = {}
+    for line in lines:
+        by_run.setdefault(line["run"], set()).add((line["table"], line["row"]))
+    assert by_run["train"] == {("Table 1", "VGGnet-GAP"), ("Table 2", "VGGnet-GAP")}
+    assert by_run["backprop"] == {("Table 2", "Backprop on VGGnet")}
+    assert "gradcam" not in by_run
+    assert by_run["field"] == {("ImageNet MaxBoxAccV2", "CAM VGG16")}
+    backprop = _line(lines, "Table 2", "Backprop on VGGnet", "test/loc_top1_err")
+    assert (backprop["preset"], backprop["diff"]) == ("ilsvrc_vgg_gap", pytest.approx(1.0))
+
+
+def test_all_lists_the_recipes_of_the_method_rows(tmp_path: Path) -> None:
+    lines = make_report(tmp_path, out=tmp_path / "out", all_tables=True)
+    has = _line(lines, "CUB MaxBoxAccV2", "HaS VGG16", "test/MaxBoxAccV2")
+    assert (has["preset"], has["paper"], has["status"]) == ("wsol_cub_vgg16 method=has", 63.7, "missing")
+    # rows without a recipe (the centre baseline, methods camexp does not have) are not listed
+    assert not [x for x in lines if x["row"] == "Centre baseline" or "since 2021" in x["table"]]
+
+
+@pytest.mark.parametrize(("row", "match"), [
+    ({"table": "T", "row": "r", "dataset": "CUB", "method": "CAM", "metrics": {"test/PxAP": 1}},
+     r"published.yaml, row 1 \('T' / 'r'\): missing \['source'\]"),
+    ({"source": "s", "table": "T", "row": "r", "dataset": "CUB", "method": "CAM",
+      "metrics": {"test/nothing": 1}}, r"row 1 .*every metric needs its unit and convention"),
+    ({"source": "elsewhere", "table": "T", "row": "r", "dataset": "CUB", "method": "CAM",
+      "metrics": {"test/PxAP": 1}}, r"source 'elsewhere' is not one of `sources:`"),
+    ({"source": "s", "table": "T", "row": "r", "dataset": "CUB", "method": "CAM", "colour": "red",
+      "metrics": {"test/PxAP": 1}}, r"unknown \['colour'\]"),
+])
+def test_a_bad_published_row_is_named(tmp_path: Path, row: dict, match: str) -> None:
+    published = tmp_path / "published.yaml"
+    published.write_text(yaml.safe_dump({"sources": {"s": "a source"},
+                                         "metrics": {"test/PxAP": {"unit": "%"}}, "rows": [row]}))
+    with pytest.raises(UserError, match=match):
+        make_report(tmp_path, out=tmp_path / "out", published=published, all_tables=True)

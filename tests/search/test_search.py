@@ -255,11 +255,15 @@ def test_random_search_best_preset_single_test_run_and_report(tmp_path: Path, da
     assert "evaluated 2 times" in done.stdout
     from camexp.report.build import make_report
 
-    for run_dir in (run, second):  # give the runs paper rows, as a preset's would be
-        config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-        config.paper = {"rows": [{"table": "Search", "row": "best", "metrics": {"test/MaxBoxAccV2": 50.0}}]}
-        OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
-    lines = make_report(tmp_path / "outputs" / "train" / "runs", presets_dir=tmp_path)
+    # a published row that describes what the runs trained (the synthetic data's tiny CAM)
+    published = tmp_path / "published.yaml"
+    OmegaConf.save(OmegaConf.create({
+        "sources": {"here": "this test"},
+        "metrics": {"test/MaxBoxAccV2": {"unit": "%", "convention": "as logged"}},
+        "rows": [{"source": "here", "table": "Search", "row": "best", "dataset": "Synthetic",
+                  "backbone": "tiny", "method": "CAM", "pooling": "gap",
+                  "metrics": {"test/MaxBoxAccV2": 50.0}}]}), published)
+    lines = make_report(tmp_path / "outputs" / "train" / "runs", published=published)
     marks = {Path(line["run"]).name: line["test_evaluations"] for line in lines}
     assert marks == {run.name: 1, second.name: 2}
     text = (tmp_path / "outputs" / "train" / "runs" / "report" / "report.md").read_text()

@@ -32,7 +32,8 @@ import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from camexp.core.errors import UserError  # noqa: E402
-from camexp.localization import MaxBoxAcc, MaxBoxAccV2, PaperLocalization, PxAP  # noqa: E402
+from camexp.localization import MaxBoxAccV2, PaperLocalization, PxAP  # noqa: E402
+from camexp.localization.box_accuracy import curve_columns
 from camexp.maps.backprop import backprop_saliency
 from camexp.maps.center import center_gaussian
 from camexp.maps.posthoc import PER_CHANNEL, POSTHOC_METHODS, PosthocMaps  # noqa: E402
@@ -97,16 +98,12 @@ class CAMLocalization(L.Callback):
 
     def _start(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         size = tuple(trainer.datamodule.eval_transform.size)
-        # V1 comes out of V2's threshold sweep when V2 has IoU 50 (one sweep per map)
-        shared_v1 = 50.0 in self.iou_thresholds
-        metrics = {
+        metrics = {  # V1 comes out of V2's threshold sweep (one sweep per map)
             "v2": MaxBoxAccV2(self.iou_thresholds, self.multi_contour, image_size=size,
-                              report_v1=shared_v1, **self.settings),
+                              report_v1=True, **self.settings),
             "paper": PaperLocalization(image_size=size, **self.paper),
             "pxap": PxAP(self.settings["cam_curve_interval"], image_size=size),
         }
-        if not shared_v1:
-            metrics["v1"] = MaxBoxAcc(image_size=size, **self.settings)
         if self.center_baseline:
             metrics["center"] = MaxBoxAccV2(self.iou_thresholds, self.multi_contour,
                                             image_size=size, **self.settings)
@@ -191,8 +188,6 @@ class CAMLocalization(L.Callback):
         outputs["class_maps"] = torch.cat([gt_maps[:, None], top_maps], dim=1)
         boxes, num_boxes = batch["boxes"], batch["num_boxes"]
         metrics["v2"].update(gt_maps, boxes, num_boxes)
-        if "v1" in metrics:
-            metrics["v1"].update(gt_maps, boxes, num_boxes)
         metrics["paper"].update(gt_maps, top, batch["label"], boxes, num_boxes, topk_maps=top_maps)
         if self.use_masks:
             metrics["pxap"].update(gt_maps, batch["mask"] > 127, batch.get("ignore"))
@@ -211,9 +206,8 @@ class CAMLocalization(L.Callback):
             return
         # compute() syncs the states of all DDP processes: every rank must call it
         results: dict[str, float] = {}
-        for name in ("v1", "v2", "paper"):
-            if name in metrics:
-                results.update({k: float(v) for k, v in metrics[name].compute().items()})
+        for name in ("v2", "paper"):
+            results.update({k: float(v) for k, v in metrics[name].compute().items()})
         if self.use_masks:
             results.update({k: float(v) for k, v in metrics["pxap"].compute().items()})
         if self.center_baseline:
@@ -223,33 +217,28 @@ class CAMLocalization(L.Callback):
         self.results[stage] = results
         pl_module.log_dict({f"{stage}/{key}": value for key, value in results.items()})
         # curve() sums the states over processes (a collective): all ranks, rank 0 writes
-        v2 = metrics["v2"].curve()
-        if "v1" in metrics:
-            v1 = metrics["v1"].curve()["accuracy"][0]
-        else:
-            v1 = v2["accuracy_largest"][v2["iou_thresholds"].index(50.0)]
+        curve = metrics["v2"].curve()
         if trainer.is_global_zero:
-            self._write_curve(stage, v1, v2, trainer)
+            self._write_curve(stage, curve, trainer)
 
     # -- curve files -----------------------------------------------------------------------
 
-    def _write_curve(self, stage: str, v1: np.ndarray, v2: dict, trainer: L.Trainer) -> None:
-        """``v1``: (T,) MaxBoxAcc accuracy per threshold; ``v2``: MaxBoxAccV2's curve."""
+    def _write_curve(self, stage: str, curve: dict, trainer: L.Trainer) -> None:
+        """``curve``: MaxBoxAccV2's curves with V1's
+        (:meth:`~camexp.localization.box_accuracy.BoxAccuracy.curve`)."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        columns = {"MaxBoxAcc_IoU50": v1}
-        for iou, accuracy in zip(v2["iou_thresholds"], v2["accuracy"], strict=True):
-            columns[f"MaxBoxAccV2_IoU{iou:g}"] = accuracy
+        columns = curve_columns(curve)
         csv_path = self.output_dir / f"{stage}_box_accuracy_curve.csv"
         with csv_path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["threshold", *columns])
-            for index, tau in enumerate(v2["thresholds"]):
+            for index, tau in enumerate(curve["thresholds"]):
                 writer.writerow([f"{tau:.6g}", *(f"{column[index]:.4f}" for column in columns.values())])
 
         figure, axis = plt.subplots(figsize=(5.5, 3.8))
         for name, accuracy in columns.items():
             best = int(np.argmax(accuracy))
-            label = f"{name} (max {accuracy[best]:.1f} at {v2['thresholds'][best]:.3f})"
+            label = f"{name} (max {accuracy[best]:.1f} at {curve['thresholds'][best]:.3f})"
             style = {}
             if name == "MaxBoxAcc_IoU50":
                 # V1 is often V2's IoU-50 curve exactly (one object per image): drawn dashed and
@@ -258,10 +247,10 @@ class CAMLocalization(L.Callback):
                 twin = columns.get("MaxBoxAccV2_IoU50")
                 if twin is not None and np.allclose(accuracy, twin):
                     label += ", same curve as MaxBoxAccV2_IoU50"
-            axis.plot(v2["thresholds"], accuracy, label=label, **style)
+            axis.plot(curve["thresholds"], accuracy, label=label, **style)
         axis.set_xlabel("CAM threshold tau")
         axis.set_ylabel("box accuracy (%)")
-        axis.set_title(f"{stage}: box accuracy vs threshold ({v2['num_images']} images)")
+        axis.set_title(f"{stage}: box accuracy vs threshold ({curve['num_images']} images)")
         axis.set_ylim(0, 100)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=7)
@@ -276,7 +265,7 @@ class CAMLocalization(L.Callback):
             log_table = getattr(logger, "log_table", None)
             if callable(log_table):
                 rows = [[float(tau), *(float(c[i]) for c in columns.values())]
-                        for i, tau in enumerate(v2["thresholds"])]
+                        for i, tau in enumerate(curve["thresholds"])]
                 log_table(key=f"{stage}/box_accuracy_curve_table", columns=["threshold", *columns],
                           data=rows)
 

@@ -9,7 +9,8 @@ Layout: ``metadata/<CUB|ILSVRC|OpenImages>/<train|val|test>/`` with
   corners), or masks (OpenImages), ``path,mask_path,ignore_path`` (one line per instance mask; the
   ignore path is given on the first line of an image and may be empty).
 
-Everything is read once into plain Python/numpy containers (:class:`Metadata`). A missing
+Every file is read once into plain Python/numpy containers (:class:`Metadata`), which keep the
+line each row came from (:attr:`Metadata.lines`), so that later messages name it. A missing
 folder or file raises :class:`MetadataError` at once. Faults of single lines (a malformed line,
 a repeated id, a bad box, an image without its label or box) are all collected, each naming the
 file, the line and the fix: ``read_metadata(..., problems=[])`` returns them in that list and
@@ -19,7 +20,7 @@ leaves the images they concern out (``check_data`` lists them all); without a li
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ __all__ = [
     "FILES",
     "Metadata",
     "MetadataError",
+    "TextRows",
     "read_boxes",
     "read_class_labels",
     "read_image_ids",
@@ -40,10 +42,14 @@ __all__ = [
     "read_localization",
     "read_mask_paths",
     "read_metadata",
+    "read_rows",
     "resolve_split_dir",
 ]
 
 FILES = ("image_ids.txt", "class_labels.txt", "image_sizes.txt", "localization.txt")
+
+#: image id -> the (1-based) numbers of the lines its rows were read from, in file order
+LineTable = dict[str, list[int]]
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class Metadata:
             when there are no box annotations.
         mask_paths: id -> list of instance-mask paths (relative to a mask root), or None.
         ignore_paths: id -> ignore-mask path or None (no ignore region), or None.
+        lines: file name (each of :data:`FILES`) -> :data:`LineTable` of the rows read from it
+            (``localization.txt``: one line per box or mask, in file order; empty for an
+            absent file).
     """
 
     folder: Path
@@ -68,6 +77,7 @@ class Metadata:
     boxes: dict[str, np.ndarray] | None = None
     mask_paths: dict[str, list[str]] | None = None
     ignore_paths: dict[str, str | None] | None = field(default=None)
+    lines: dict[str, LineTable] = field(default_factory=dict)
 
     @property
     def has_boxes(self) -> bool:
@@ -78,6 +88,17 @@ class Metadata:
     def has_masks(self) -> bool:
         """True when ``localization.txt`` holds mask paths (OpenImages style)."""
         return self.mask_paths is not None
+
+    def where(self, file: str, image_id: str) -> str:
+        """``"<folder>/<file>, line <n>"``: the first line of ``image_id`` in ``file``."""
+        return f"{self.folder / file}, line {self.lines[file][image_id][0]}"
+
+    def origin(self, file: str, every_row: bool = False) -> Origin:
+        """Where the rows of :attr:`image_ids` were read in ``file``: each image's first line,
+        or with ``every_row`` each of its lines (one per box of ``localization.txt``)."""
+        table = self.lines[file]
+        numbers = [n for i in self.image_ids for n in (table[i] if every_row else table[i][:1])]
+        return Origin.lines_of(self.folder / file, numbers)
 
 
 def resolve_split_dir(metadata_dir: str | Path, split: str | None = None) -> Path:
@@ -103,21 +124,41 @@ def resolve_split_dir(metadata_dir: str | Path, split: str | None = None) -> Pat
     )
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` for the non-blank lines of a text file (1-based numbers)."""
+@dataclass(frozen=True)
+class TextRows:
+    """The non-blank lines of one metadata file, read once: ``(line number, text)``, 1-based
+    numbers, line ends stripped. No row: an empty file (the field ships some: docs/datasets.md)."""
+
+    path: Path
+    rows: list[tuple[int, str]]
+
+
+def read_rows(path: str | Path) -> TextRows:
+    """Read a metadata file's non-blank lines (:class:`TextRows`)."""
+    path = Path(path)
     if not path.is_file():
         raise MetadataError(
             f"{path}: file not found. The metadata folder needs {', '.join(FILES)}."
         )
+    rows = []
     for number, raw in text_lines(path, MetadataError):
         text = raw.rstrip("\r\n")
         if text.strip():
-            yield number, text
+            rows.append((number, text))
+    return TextRows(path, rows)
 
 
-def _empty(path: Path) -> bool:
-    """True for a file without a single non-blank line (the field ships some: docs/datasets.md)."""
-    return next(_lines(path), None) is None
+Source = str | Path | TextRows
+
+
+def _rows(source: Source) -> TextRows:
+    return source if isinstance(source, TextRows) else read_rows(source)
+
+
+def _note(lines: LineTable | None, image_id: str, number: int) -> None:
+    """Record that a row of ``image_id`` was read from line ``number``."""
+    if lines is not None:
+        lines.setdefault(image_id, []).append(number)
 
 
 Problems = list[ReadProblem] | None
@@ -155,12 +196,15 @@ def _number(path: Path, number: int, text: str, value: str, what: str, integer: 
     return parsed
 
 
-def read_image_ids(path: str | Path, problems: Problems = None) -> list[str]:
-    """Read ``image_ids.txt``: one id per line; a repeated id is a fault (the repeat left out)."""
-    file = Path(path)
+def read_image_ids(source: Source, problems: Problems = None,
+                   lines: LineTable | None = None) -> list[str]:
+    """Read ``image_ids.txt``: one id per line; a repeated id is a fault (the repeat left out).
+    ``lines`` (if given) gets each id's line."""
+    text_rows = _rows(source)
+    file = text_rows.path
     ids: list[str] = []
     seen: dict[str, int] = {}
-    for number, text in _lines(file):
+    for number, text in text_rows.rows:
         image_id = text.strip()
         if image_id in seen:
             # the image itself stays (its first line is valid): no image id on the fault
@@ -171,17 +215,21 @@ def read_image_ids(path: str | Path, problems: Problems = None) -> list[str]:
             _record(problems, "duplicate id", error, "")
             continue
         seen[image_id] = number
+        _note(lines, image_id, number)
         ids.append(image_id)
     if not ids:
         raise MetadataError(f"{file}: no image id. The split must list at least one image.")
     return ids
 
 
-def read_class_labels(path: str | Path, problems: Problems = None) -> dict[str, int]:
-    """Read ``class_labels.txt``: ``path,label`` lines -> dict id -> int label."""
-    file = Path(path)
+def read_class_labels(source: Source, problems: Problems = None,
+                      lines: LineTable | None = None) -> dict[str, int]:
+    """Read ``class_labels.txt``: ``path,label`` lines -> dict id -> int label (``lines``, if
+    given, gets the line of each row read)."""
+    text_rows = _rows(source)
+    file = text_rows.path
     labels: dict[str, int] = {}
-    for number, text in _lines(file):
+    for number, text in text_rows.rows:
         try:
             image_id, value = _fields(file, number, text, 2, "path,label")
             label = int(_number(file, number, text, value, "the class label", integer=True))
@@ -196,14 +244,18 @@ def read_class_labels(path: str | Path, problems: Problems = None) -> dict[str, 
             _record(problems, "bad label", error, text)
             continue
         labels[image_id] = label
+        _note(lines, image_id, number)
     return labels
 
 
-def read_image_sizes(path: str | Path, problems: Problems = None) -> dict[str, tuple[int, int]]:
-    """Read ``image_sizes.txt``: ``path,w,h`` lines -> dict id -> ``(w, h)``."""
-    file = Path(path)
+def read_image_sizes(source: Source, problems: Problems = None,
+                     lines: LineTable | None = None) -> dict[str, tuple[int, int]]:
+    """Read ``image_sizes.txt``: ``path,w,h`` lines -> dict id -> ``(w, h)`` (``lines``, if
+    given, gets the line of each row read)."""
+    text_rows = _rows(source)
+    file = text_rows.path
     sizes: dict[str, tuple[int, int]] = {}
-    for number, text in _lines(file):
+    for number, text in text_rows.rows:
         try:
             image_id, ws, hs = _fields(file, number, text, 3, "path,w,h")
             w = int(_number(file, number, text, ws, "the width", integer=True))
@@ -216,11 +268,13 @@ def read_image_sizes(path: str | Path, problems: Problems = None) -> dict[str, t
             _record(problems, "bad image size", error, text)
             continue
         sizes[image_id] = (w, h)
+        _note(lines, image_id, number)
     return sizes
 
 
-def _localization_kind(path: Path) -> str:
-    for number, text in _lines(path):
+def _localization_kind(text_rows: TextRows) -> str:
+    path = text_rows.path
+    for number, text in text_rows.rows:
         count = len(text.split(","))
         if count == 5:
             return "boxes"
@@ -234,24 +288,27 @@ def _localization_kind(path: Path) -> str:
 
 
 def read_boxes(
-    path: str | Path, image_sizes: dict[str, tuple[int, int]] | None = None,
-    problems: Problems = None,
+    source: Source, image_sizes: dict[str, tuple[int, int]] | None = None,
+    problems: Problems = None, lines: LineTable | None = None,
 ) -> dict[str, np.ndarray]:
     """Read box lines ``path,x0,y0,x1,y1`` -> dict id -> ``(K, 4)`` float64, in file order.
 
     Checks ``0 <= x0 <= x1`` and ``0 <= y0 <= y1`` and, when ``image_sizes`` is given,
     ``x1 <= w`` and ``y1 <= h``. A faulty line is left out (its image is then left out by
-    :func:`read_metadata`: a box fewer would change its score).
+    :func:`read_metadata`: a box fewer would change its score). ``lines`` (if given) gets the
+    line of each box read.
     """
-    file = Path(path)
+    text_rows = _rows(source)
+    file = text_rows.path
     lists: dict[str, list[list[float]]] = {}
-    for number, text in _lines(file):
+    for number, text in text_rows.rows:
         try:
             box = _box(file, number, text, image_sizes)
         except MetadataError as error:
             _record(problems, "bad box", error, text)
             continue
         lists.setdefault(box[0], []).append(box[1:])
+        _note(lines, box[0], number)
     return {k: np.asarray(v, dtype=np.float64).reshape(-1, 4) for k, v in lists.items()}
 
 
@@ -285,18 +342,20 @@ def _box(file: Path, number: int, text: str,
 
 
 def read_mask_paths(
-    path: str | Path, problems: Problems = None
+    source: Source, problems: Problems = None, lines: LineTable | None = None
 ) -> tuple[dict[str, list[str]], dict[str, str | None]]:
-    """Read mask lines ``path,mask_path,ignore_path``.
+    """Read mask lines ``path,mask_path,ignore_path`` (``lines``, if given, gets the line of
+    each mask read).
 
     Returns:
         ``(mask_paths, ignore_paths)``: id -> list of mask paths; id -> ignore path (None when
         empty). The ignore path may be repeated on later lines of the same image, or left empty.
     """
-    file = Path(path)
+    text_rows = _rows(source)
+    file = text_rows.path
     masks: dict[str, list[str]] = {}
     ignores: dict[str, str | None] = {}
-    for number, text in _lines(file):
+    for number, text in text_rows.rows:
         try:
             image_id, mask_path, ignore_path = _fields(
                 file, number, text, 3, "path,mask_path,ignore_path"
@@ -315,6 +374,7 @@ def read_mask_paths(
             _record(problems, "bad mask line", error, text)
             continue
         masks.setdefault(image_id, []).append(mask_path)
+        _note(lines, image_id, number)
         if ignore_path:
             ignores[image_id] = ignore_path
         else:
@@ -323,19 +383,19 @@ def read_mask_paths(
 
 
 def read_localization(
-    path: str | Path, image_sizes: dict[str, tuple[int, int]] | None = None,
-    problems: Problems = None,
+    source: Source, image_sizes: dict[str, tuple[int, int]] | None = None,
+    problems: Problems = None, lines: LineTable | None = None,
 ) -> tuple[str, object]:
-    """Read ``localization.txt`` of either kind.
+    """Read ``localization.txt`` of either kind (``lines``: as :func:`read_boxes`).
 
     Returns:
         ``("boxes", dict id -> (K, 4))`` or ``("masks", (mask_paths, ignore_paths))``.
     """
-    file = Path(path)
-    kind = _localization_kind(file)
+    text_rows = _rows(source)
+    kind = _localization_kind(text_rows)
     if kind == "boxes":
-        return kind, read_boxes(file, image_sizes, problems)
-    return kind, read_mask_paths(file, problems)
+        return kind, read_boxes(text_rows, image_sizes, problems, lines)
+    return kind, read_mask_paths(text_rows, problems, lines)
 
 
 def _check_known(file: Path, ids: Iterable[str], known: set[str], problems: list[ReadProblem]) -> None:
@@ -380,7 +440,8 @@ def read_metadata(folder: str | Path, split: str | None = None,
     """
     split_dir = resolve_split_dir(folder, split)
     found: list[ReadProblem] = []
-    ids = read_image_ids(split_dir / "image_ids.txt", found)
+    lines: dict[str, LineTable] = {name: {} for name in FILES}
+    ids = read_image_ids(split_dir / "image_ids.txt", found, lines["image_ids.txt"])
     known = set(ids)
 
     def faulty() -> set[str]:
@@ -389,19 +450,21 @@ def read_metadata(folder: str | Path, split: str | None = None,
     labels = sizes = boxes = masks = ignores = None
     label_file = split_dir / "class_labels.txt"
     if label_file.is_file():
-        labels = read_class_labels(label_file, found)
+        labels = read_class_labels(label_file, found, lines["class_labels.txt"])
         _check_known(label_file, labels, known, found)
         _check_covered(label_file, "class label", ids, labels, faulty(), found)
     # the field's metadata has empty image_sizes.txt (every OpenImages split, ILSVRC train)
     # and localization.txt (the train splits): read as absent
     size_file = split_dir / "image_sizes.txt"
-    if size_file.is_file() and not _empty(size_file):
-        sizes = read_image_sizes(size_file, found)
+    size_rows = read_rows(size_file) if size_file.is_file() else None
+    if size_rows is not None and size_rows.rows:
+        sizes = read_image_sizes(size_rows, found, lines["image_sizes.txt"])
         _check_known(size_file, sizes, known, found)
         _check_covered(size_file, "image size", ids, sizes, faulty(), found)
     loc_file = split_dir / "localization.txt"
-    if loc_file.is_file() and not _empty(loc_file):
-        kind, content = read_localization(loc_file, sizes, found)
+    loc_rows = read_rows(loc_file) if loc_file.is_file() else None
+    if loc_rows is not None and loc_rows.rows:
+        kind, content = read_localization(loc_rows, sizes, found, lines["localization.txt"])
         if kind == "boxes":
             boxes = content  # type: ignore[assignment]
             _check_known(loc_file, boxes, known, found)
@@ -427,22 +490,13 @@ def read_metadata(folder: str | Path, split: str | None = None,
         boxes=_only(boxes, keep),
         mask_paths=_only(masks, keep),
         ignore_paths=_only(ignores, keep),
+        lines={name: _only(table, keep) for name, table in lines.items()},
     )
 
 
 def _uncovered(ids: list[str], *tables: dict | None) -> set[str]:
     """Images missing from one of the tables that are present."""
     return {i for i in ids for table in tables if table is not None and i not in table}
-
-
-def _first_field_lines(path: Path) -> dict[str, list[int]]:
-    """Line numbers of each first comma-separated field (image id) of a metadata file."""
-    lines: dict[str, list[int]] = {}
-    for number, raw in text_lines(path):
-        text = raw.strip()
-        if text:
-            lines.setdefault(text.split(",", 1)[0], []).append(number)
-    return lines
 
 
 def resolve_metadata_root(metadata_root: str | Path | None, dataset: str, override: str) -> Path:
@@ -481,22 +535,18 @@ def read_metadata_split(folder: Path, name: str, images_root: Path,
             "class_labels.txt ('path,label' a line) for training and evaluation."
         )
     ids = meta.image_ids
-    id_lines = _first_field_lines(folder / "image_ids.txt")
     for image_id in ids:
-        check_inside(image_id, f"{folder / 'image_ids.txt'}, line {id_lines[image_id][0]}")
-    label_lines = _first_field_lines(folder / "class_labels.txt")
-    listed_in = Origin.lines_of(folder / "image_ids.txt", [id_lines[i][0] for i in ids])
-    label_origin = Origin.lines_of(folder / "class_labels.txt", [label_lines[i][0] for i in ids])
+        check_inside(image_id, meta.where("image_ids.txt", image_id))
+    listed_in = meta.origin("image_ids.txt")
+    label_origin = meta.origin("class_labels.txt")
     labels = [meta.class_labels[i] for i in ids]
     sizes = None if meta.image_sizes is None else np.array([meta.image_sizes[i] for i in ids],
                                                            dtype=np.int64).reshape(-1, 2)
     boxes = box_origin = None
     mask_paths = ignore_paths = None
     if meta.boxes is not None:
-        loc_lines = _first_field_lines(folder / "localization.txt")
         boxes = [meta.boxes[i] for i in ids]
-        box_origin = Origin.lines_of(folder / "localization.txt",
-                                     [n for i in ids for n in loc_lines[i]])
+        box_origin = meta.origin("localization.txt", every_row=True)
     elif meta.mask_paths is not None:
         mask_paths = [meta.mask_paths[i] for i in ids]
         ignore_paths = [(meta.ignore_paths or {}).get(i) for i in ids]

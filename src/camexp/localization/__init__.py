@@ -13,6 +13,8 @@ Main entry points:
   :func:`box_iou`, :func:`scale_boxes`, :func:`check_boxes`.
 * Threshold sweep: :func:`box_sweep` (fast), :func:`reference_box_sweep` (plain loops),
   :func:`box_sweep_counts` (many maps, thread pool).
+* Box accuracy of a split: :class:`BoxAccuracy` (MaxBoxAcc and MaxBoxAccV2 counts from one sweep
+  per map; the torchmetrics classes, the callback and ``eval_maps`` all use it).
 * Metrics (torchmetrics): :class:`MaxBoxAcc`, :class:`MaxBoxAccV2`, :class:`PaperLocalization`,
   :class:`PxAP`.
 """
@@ -21,6 +23,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from camexp.core.errors import BoxError, MapError, PxAPError
+from camexp.localization.box_accuracy import BoxAccuracy
 from camexp.localization.boxes import (
     EMPTY_BOX,
     check_boxes,
@@ -72,6 +75,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "EMPTY_BOX",
+    "BoxAccuracy",
     "BoxError",
     "BoxSweep",
     "MapError",

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from camexp.localization.box_accuracy import BoxAccuracy
 from camexp.localization.boxes import check_boxes, paper_box
 from camexp.localization.fast import box_sweep_counts
 from camexp.localization.iou import box_iou
@@ -42,7 +43,6 @@ from camexp.localization.pxap import (
     pxap_from_histograms,
     pxap_histograms,
 )
-from camexp.localization.summary import accuracy_curve, summarize_max_box_acc
 
 __all__ = ["MaxBoxAcc", "MaxBoxAccV2", "PaperLocalization", "PxAP"]
 
@@ -93,7 +93,9 @@ def _check_batch(boxes: Tensor, num_boxes: Tensor, batch: int) -> None:
 
 
 class _MaxBoxAccBase(Metric):
-    """Per-threshold box accuracy counts; see :class:`MaxBoxAcc` and :class:`MaxBoxAccV2`."""
+    """Per-threshold box accuracy counts, the states of a
+    :class:`~camexp.localization.box_accuracy.BoxAccuracy`; see :class:`MaxBoxAcc` and
+    :class:`MaxBoxAccV2`."""
 
     full_state_update = False
     is_differentiable = False
@@ -114,28 +116,22 @@ class _MaxBoxAccBase(Metric):
     ) -> None:
         super().__init__(**kwargs)
         self.name = name
-        self.iou_thresholds = [float(t) for t in iou_thresholds]
-        self.multi_contour = bool(multi_contour)
         self.report_v1 = bool(report_v1)
-        if self.report_v1 and 50.0 not in self.iou_thresholds:
-            raise ValueError(
-                f"report_v1 needs IoU 50 among iou_thresholds={self.iou_thresholds}: MaxBoxAcc "
-                "(V1) is the largest contour's box at IoU 50."
-            )
         self.image_size = as_size(image_size)
         self.thresholds = cam_thresholds(cam_curve_interval)
-        shape = (len(self.iou_thresholds), len(self.thresholds))
-        self.add_state(
-            "num_correct", default=torch.zeros(shape, dtype=torch.long), dist_reduce_fx="sum"
-        )
+        self.box_accuracy = BoxAccuracy(self.thresholds, iou_thresholds, multi_contour,
+                                        v1=self.report_v1, name=name)
+        self.iou_thresholds = self.box_accuracy.iou_thresholds
+        self.multi_contour = self.box_accuracy.multi_contour
+        self.add_state("num_correct", default=torch.from_numpy(self.box_accuracy.correct.copy()),
+                       dist_reduce_fx="sum")
         self.add_state(
             "num_images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum"
         )
-        if self.report_v1:  # the sweep gives the largest contour's counts too: keep them
-            self.add_state(
-                "num_correct_largest", default=torch.zeros(shape, dtype=torch.long),
-                dist_reduce_fx="sum",
-            )
+        if self.report_v1:  # the sweep gives the largest contour's counts too: keep V1's
+            self.add_state("num_correct_v1", default=torch.zeros(len(self.thresholds),
+                                                                 dtype=torch.long),
+                           dist_reduce_fx="sum")
 
     def update(
         self, maps: Tensor, boxes: Tensor, num_boxes: Tensor, mask: Tensor | None = None
@@ -159,56 +155,35 @@ class _MaxBoxAccBase(Metric):
         ]
         if not items:
             return
-        multi, largest, count = box_sweep_counts(
-            items, self.thresholds, self.iou_thresholds, size=self.image_size
-        )
-        counts = multi if self.multi_contour else largest
-        self.num_correct += torch.from_numpy(counts).to(self.num_correct.device)
+        part = self.box_accuracy.empty()
+        part.add(*box_sweep_counts(items, self.thresholds, part.sweep_ious, size=self.image_size))
+        device = self.num_correct.device
+        self.num_correct += torch.from_numpy(part.correct).to(device)
         if self.report_v1:
-            self.num_correct_largest += torch.from_numpy(largest).to(self.num_correct.device)
-        self.num_images += count
+            self.num_correct_v1 += torch.from_numpy(part.correct_v1).to(device)
+        self.num_images += part.num_images
+
+    def _accumulated(self) -> BoxAccuracy:
+        """The accumulator holding this metric's (current, possibly synced) states."""
+        v1 = self.num_correct_v1.cpu().numpy() if self.report_v1 else None
+        return self.box_accuracy.with_counts(self.num_correct.cpu().numpy(), v1,
+                                             int(self.num_images))
 
     def compute(self) -> dict[str, Tensor]:
         """Accuracies in percent and best thresholds; see the subclass for the key names."""
-        summary = summarize_max_box_acc(
-            self.num_correct.cpu().numpy(),
-            int(self.num_images),
-            self.thresholds,
-            self.iou_thresholds,
-            self.name,
-        )
-        if self.report_v1:
-            row = self.iou_thresholds.index(50.0)
-            summary.update(summarize_max_box_acc(
-                self.num_correct_largest[row : row + 1].cpu().numpy(), int(self.num_images),
-                self.thresholds, [50.0], "MaxBoxAcc",
-            ))
         return {
-            k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in summary.items()
+            k: torch.tensor(v, dtype=torch.float32, device=self.device)
+            for k, v in self._accumulated().results().items()
         }
 
     def curve(self) -> dict[str, Any]:
-        """The accuracy-vs-threshold curve of the whole split, for plots and CSV files.
+        """The accuracy-vs-threshold curve of the whole split, for plots and CSV files
+        (:meth:`~camexp.localization.box_accuracy.BoxAccuracy.curve`).
 
         The states are summed over DDP processes first, so every process must call it.
-
-        Returns:
-            ``{"thresholds": (T,) float64, "iou_thresholds": list of L floats,
-            "accuracy": (L, T) float64 in percent, "num_images": int}``, plus
-            ``"accuracy_largest"`` (L, T) (the largest contour's, V1) with ``report_v1``.
         """
         with self.sync_context():
-            images = int(self.num_images)
-            curve = {
-                "thresholds": self.thresholds.copy(),
-                "iou_thresholds": list(self.iou_thresholds),
-                "accuracy": accuracy_curve(self.num_correct.cpu().numpy(), images),
-                "num_images": images,
-            }
-            if self.report_v1:
-                curve["accuracy_largest"] = accuracy_curve(
-                    self.num_correct_largest.cpu().numpy(), images)
-        return curve
+            return self._accumulated().curve()
 
 
 class MaxBoxAcc(_MaxBoxAccBase):
@@ -252,9 +227,9 @@ class MaxBoxAccV2(_MaxBoxAccBase):
         multi_contour: False evaluates only the largest-area contour (the field's option).
         cam_curve_interval: spacing of the CAM thresholds.
         image_size: evaluation ``(H, W)`` (or int).
-        report_v1: also return ``"MaxBoxAcc"`` and ``"MaxBoxAcc_best_tau"`` (V1, IoU 50, which
-            must be among ``iou_thresholds``), from the same threshold sweep: one sweep per map
-            instead of one per metric.
+        report_v1: also return ``"MaxBoxAcc"`` and ``"MaxBoxAcc_best_tau"`` (V1: the largest
+            contour's box at IoU 50, swept along with ``iou_thresholds``), from the same
+            threshold sweep: one sweep per map instead of one per metric.
     """
 
     def __init__(

@@ -15,6 +15,7 @@ import numpy as np
 
 from camexp.core.errors import EvalMapsError, UserError
 from camexp.data.metadata import Metadata, read_metadata
+from camexp.localization.box_accuracy import BoxAccuracy
 from camexp.localization.boxes import check_boxes, scale_boxes
 from camexp.localization.fast import box_sweep, sweep_pool
 from camexp.localization.maps import (
@@ -29,7 +30,6 @@ from camexp.localization.pxap import (
     pxap_from_histograms,
     pxap_histograms,
 )
-from camexp.localization.summary import summarize_max_box_acc
 from camexp.localization.sweep import BoxSweep
 
 T = TypeVar("T")
@@ -149,13 +149,11 @@ def header_sizes(meta: Metadata, image_root: str | Path | None) -> dict[str, tup
 def check_paths_inside(meta: Metadata) -> None:
     """Image ids and mask paths must stay inside maps_dir / mask_root (no '..', not absolute),
     the rule of the dataset readers."""
-    from camexp.data.text_files import check_inside, text_lines
+    from camexp.data.text_files import check_inside
 
-    ids_file = meta.folder / "image_ids.txt"
     try:
-        for number, text in text_lines(ids_file, EvalMapsError):
-            if text.strip():
-                check_inside(text.strip(), f"{ids_file}, line {number}")
+        for image_id in meta.image_ids:
+            check_inside(image_id, meta.where("image_ids.txt", image_id))
         for image_id, paths in (meta.mask_paths or {}).items():
             ignore = (meta.ignore_paths or {}).get(image_id)
             for path in [*paths, *([ignore] if ignore else [])]:
@@ -186,13 +184,11 @@ def _box_job(
     size: tuple[int, int],
     thresholds: np.ndarray,
     sweep_ious: list[float],
-    multi_contour: bool,
 ) -> BoxSweep:
     """Load, prepare and sweep one map (top level so that worker processes can run it)."""
     image_id, gt = job
     quantized = quantize_map(normalize_map(load_score_map(maps_dir, image_id), size))
-    sweep = box_sweep(quantized, gt, thresholds, sweep_ious)
-    return BoxSweep(multi=sweep.select(multi_contour), largest=sweep.largest)
+    return box_sweep(quantized, gt, thresholds, sweep_ious)
 
 
 def _evaluate_boxes(
@@ -206,9 +202,7 @@ def _evaluate_boxes(
     image_root: str | Path | None = None,
 ) -> dict[str, Any]:
     """MaxBoxAcc (V1, IoU 50) and MaxBoxAccV2 over the split, one sweep per map."""
-    sweep_ious = sorted(set(iou_thresholds) | {50.0})
-    rows_v2 = [sweep_ious.index(t) for t in iou_thresholds]
-    row_v1 = sweep_ious.index(50.0)
+    accuracy = BoxAccuracy(thresholds, iou_thresholds, multi_contour)
     sizes = meta.image_sizes if meta.image_sizes is not None else header_sizes(meta, image_root)
     jobs = [(image_id, _gt_boxes_at_size(meta, image_id, size, sizes)) for image_id in meta.image_ids]
     run_one = partial(
@@ -216,18 +210,11 @@ def _evaluate_boxes(
         maps_dir=maps_dir,
         size=size,
         thresholds=thresholds,
-        sweep_ious=sweep_ious,
-        multi_contour=multi_contour,
+        sweep_ious=accuracy.sweep_ious,
     )
-    v2 = np.zeros((len(iou_thresholds), len(thresholds)), dtype=np.int64)
-    v1 = np.zeros((1, len(thresholds)), dtype=np.int64)
     for sweep in _parallel_map(run_one, jobs, workers):
-        v2 += sweep.multi[rows_v2]
-        v1 += sweep.largest[row_v1 : row_v1 + 1]
-    result: dict[str, Any] = {}
-    result.update(summarize_max_box_acc(v1, len(jobs), thresholds, [50.0], "MaxBoxAcc"))
-    result.update(summarize_max_box_acc(v2, len(jobs), thresholds, iou_thresholds, "MaxBoxAccV2"))
-    return result
+        accuracy.add_sweep(sweep)
+    return accuracy.results()
 
 
 def _mask_job(

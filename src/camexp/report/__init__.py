@@ -1,9 +1,10 @@
 """``python -m camexp.report <folder>``: our numbers next to the paper's, per paper table.
 
 Collects the runs under ``<folder>`` (any folder holding ``.hydra/config.yaml``: a sweep, a
-runs folder, one run), reads each run's ``metrics.json`` and the paper numbers its experiment
-preset carries (``paper.rows`` of the composed config, see ``conf/experiment/``), and writes
-into ``<folder>/report/`` (or ``--out``):
+runs folder, one run), reads each run's ``metrics.json``, finds the published rows that describe
+what the run's config says it ran (``conf/published.yaml``, :mod:`camexp.report.published`:
+dataset, backbone, training method, pooling, scored map and the row's deciding settings), and
+writes into ``<folder>/report/`` (or ``--out``):
 
 - ``report.md``: the runs table of every run, preset or not (:mod:`camexp.report.runs_table`: one
   row per run, also ``runs.csv`` and ``runs.png``), then one Markdown table per paper table:
@@ -13,10 +14,11 @@ into ``<folder>/report/`` (or ``--out``):
 - ``report.csv``: the same lines with a ``table`` column;
 - ``<table>.png``: a bar plot of ours versus the paper's per table.
 
-Rows of presets without a run are listed as ``missing``; runs without ``metrics.json`` as
-``unfinished``. An eval run (``python -m camexp.eval``) takes the paper rows of the training
-run its ``ckpt_path`` comes from (same localization method only), or those of the preset named
-by ``+paper_preset=<preset>`` (e.g. a GAP checkpoint scored with ``localization.method=backprop``).
+Rows with a recipe and no run are listed as ``missing``; runs without ``metrics.json`` as
+``unfinished``. An eval run (``python -m camexp.eval``) is described by the training run its
+``ckpt_path`` comes from and its own data and ``localization.method`` (a GAP checkpoint scored
+with ``localization.method=backprop`` gets the Backprop rows), or takes the rows of the recipe
+named by ``+paper_preset=<recipe>``.
 
 **Units.** The paper reports percentages. camexp logs ``acc_top1``/``acc_top5`` as fractions
 and localization metrics in %. The report derives, in %:

@@ -14,11 +14,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m camexp.report", description=camexp.report.__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="a sweep, runs or run folder")
     parser.add_argument("--out", default=None, help="output folder (default: <folder>/report)")
-    parser.add_argument("--presets", default=None, help="experiment presets folder (default: conf/experiment)")
+    parser.add_argument("--published", default=None,
+                        help="the published numbers (default: conf/published.yaml)")
     parser.add_argument("--all", action="store_true", dest="all_tables",
-                        help="list every preset's tables, not only those with runs")
+                        help="list every table of the published numbers, not only those with runs")
     args = parser.parse_args(argv)
-    exit_on_user_error(lambda: make_report(args.folder, args.out, args.presets, args.all_tables))
+    exit_on_user_error(lambda: make_report(args.folder, args.out, args.published, args.all_tables))
 
 
 if __name__ == "__main__":

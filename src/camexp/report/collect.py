@@ -1,32 +1,26 @@
-"""Collecting run folders for the report: each run's config, metrics, warnings, test count,
-and the paper rows its experiment preset carries (``paper.rows``, see ``conf/experiment/``)."""
+"""Collecting run folders for the report: each run's config, metrics, warnings and test count
+(the published rows it is compared with: :mod:`camexp.report.published`)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from camexp.core.errors import UserError
 from camexp.runs.ledger import read_test_record
 
-PRESETS_DIR = Path(__file__).resolve().parents[3] / "conf" / "experiment"
+if TYPE_CHECKING:
+    from camexp.report.published import PaperRow
 
-@dataclass
-class PaperRow:
-    """One row of a paper table as a preset states it."""
-
-    table: str
-    row: str
-    metrics: dict[str, float]
-    preset: str | None = None
 
 @dataclass
 class Run:
-    """A run folder: its config, its final metrics (None: unfinished) and its paper rows."""
+    """A run folder: its config, its final metrics (None: unfinished) and the published rows it
+    is compared with."""
 
     path: Path
     run_id: str
@@ -39,30 +33,6 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     # times the test split of this run's config was evaluated (camexp.runs.ledger), None: unknown
     test_evaluations: int | None = None
-
-def parse_paper(node: Any, preset: str | None = None) -> list[PaperRow]:
-    """The paper rows of a config's ``paper`` node: ``{rows: [...]}``, a list of rows, or a
-    single ``{table, row, metrics}``; anything else gives no rows."""
-    if isinstance(node, dict) and "rows" in node:
-        node = node["rows"]
-    if isinstance(node, dict):
-        node = [node]
-    rows = []
-    for entry in node or []:
-        if isinstance(entry, dict) and entry.get("table") and isinstance(entry.get("metrics"), dict):
-            metrics = {str(k): float(v) for k, v in entry["metrics"].items()}
-            rows.append(PaperRow(str(entry["table"]), str(entry.get("row", "")), metrics, preset))
-    return rows
-
-def load_presets(presets_dir: Path = PRESETS_DIR) -> dict[str, list[PaperRow]]:
-    """The paper rows of every preset file of ``presets_dir``, by preset name."""
-    presets = {}
-    for path in sorted(presets_dir.glob("*.yaml")):
-        document = yaml.safe_load(path.read_text()) or {}
-        rows = parse_paper(document.get("paper"), path.stem)
-        if rows:
-            presets[path.stem] = rows
-    return presets
 
 def derived_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """``metrics`` plus the %-unit metrics the paper's tables use (see the module docstring)."""
@@ -115,7 +85,6 @@ def read_run(path: Path, root: Path) -> Run:
               config=config, metrics=_read_metrics(path / "metrics.json"),
               overrides=[str(o) for o in overrides if not str(o).startswith("experiment=")],
               preset=preset, choices=dict(choices), warnings=_read_warnings(path / "metrics.json"))
-    run.paper = parse_paper(config.get("paper"), preset)
     record = read_test_record(path)
     run.test_evaluations = int(record["test_evaluations"]) if record else None
     return run
@@ -128,27 +97,3 @@ def find_runs(root: Path) -> list[Run]:
                         "camexp.train or camexp.eval (e.g. outputs/train/multiruns/<time>).")
     configs = sorted(root.rglob(".hydra/config.yaml"))
     return [read_run(c.parent.parent, root) for c in configs if ".submitit" not in c.parts]
-
-def attach_eval_runs(runs: list[Run], presets: dict[str, list[PaperRow]]) -> None:
-    """Give paper rows to runs whose config has none: ``paper_preset=<name>``, else those of the
-    training run of ``ckpt_path`` when the localization method is the same."""
-    for run in runs:
-        if run.paper:
-            continue
-        named = run.config.get("paper_preset")
-        if named:
-            if named not in presets:
-                raise UserError(f"{run.run_id}: paper_preset={named!r} is not a preset of "
-                                f"conf/experiment/ (known: {sorted(presets)}).")
-            run.preset, run.paper = named, presets[named]
-            continue
-        ckpt = run.config.get("ckpt_path")
-        if not ckpt:
-            continue
-        train_dir = Path(str(ckpt)).expanduser().parent.parent
-        if not (train_dir / ".hydra" / "config.yaml").is_file():
-            continue
-        trained = read_run(train_dir, train_dir)
-        method = (run.config.get("localization") or {}).get("method")
-        if method == (trained.config.get("localization") or {}).get("method"):
-            run.preset, run.paper = trained.preset, trained.paper

@@ -4,9 +4,10 @@ backbones per dataset, ours next to the field's number, and the means.
 Each finished run is placed by what it ran, read from its config: the dataset (CUB layout,
 ImageNet, OpenImages; the embedded synthetic data apart), the backbone (``model.arch``) and the
 training method (``method._target_``), so a plain sweep ``-m method=... model=...`` fills the
-table as the ``wsol_<dataset>_<backbone>_<method>`` presets do. The score is the field's:
-``test/MaxBoxAccV2`` (``test/PxAP`` on OpenImages). The field's number of a cell comes from the
-preset of that cell (its ``paper`` rows). Several runs in a cell (seeds, other settings) are
+table as ``experiment=wsol_<dataset>_<backbone> method=<method>`` does. The score is the
+field's: ``test/MaxBoxAccV2`` (``test/PxAP`` on OpenImages). The field's number of a cell is its
+row of the published numbers (``conf/published.yaml``, source ``choe2020``), the centre
+baseline's one number per dataset included. Several runs in a cell (seeds, other settings) are
 averaged, and their count is shown.
 """
 
@@ -21,8 +22,8 @@ METHOD_LABELS = {"CAM": "CAM", "HideAndSeek": "HaS", "ACoL": "ACoL", "SPG": "SPG
                  "CutMix": "CutMix", "FSL": "FSL"}
 CENTRE = "Centre baseline"
 METHOD_ORDER = ["CAM", "HaS", "ACoL", "SPG", "ADL", "CutMix", "FSL", CENTRE]
-# the field's centre baseline (docs/methods.md): one number per dataset, whatever the backbone
-CENTRE_FIELD = {"ImageNet": 52.5, "CUB": 59.7, "OpenImages": 45.8}
+# the source of the field's numbers in conf/published.yaml
+FIELD_SOURCE = "choe2020"
 BACKBONE_LABELS = {"vgg16": "VGG16", "inception_v3": "InceptionV3", "resnet50": "ResNet50"}
 BACKBONE_ORDER = ["VGG16", "InceptionV3", "ResNet50"]
 DATASETS = {"CUBDataModule": "CUB", "ImageNetDataModule": "ImageNet", "OpenImagesDataModule": "OpenImages"}
@@ -30,7 +31,7 @@ DATASET_ORDER = ["ImageNet", "CUB", "OpenImages", "Synthetic"]
 SCORE = {"OpenImages": "PxAP"}
 
 
-def _training_config(config: Mapping[str, Any], path: Path) -> Mapping[str, Any]:
+def training_config(config: Mapping[str, Any], path: Path) -> Mapping[str, Any]:
     """The config that says what was trained: the run's own, or for an eval run (no ``model``)
     that of the training run its ``ckpt_path`` comes from."""
     if config.get("model") or not config.get("ckpt_path"):
@@ -46,7 +47,7 @@ def _training_config(config: Mapping[str, Any], path: Path) -> Mapping[str, Any]
 
 def cell_of(config: Mapping[str, Any], path: Path) -> tuple[str, str, str] | None:
     """(dataset, backbone, method) labels of a run, or None when it trained no model."""
-    trained = _training_config(config, path)
+    trained = training_config(config, path)
     model, data = trained.get("model") or {}, trained.get("data") or config.get("data") or {}
     if not model.get("arch"):
         return None
@@ -57,21 +58,26 @@ def cell_of(config: Mapping[str, Any], path: Path) -> tuple[str, str, str] | Non
     return dataset, BACKBONE_LABELS.get(model["arch"], model["arch"]), METHOD_LABELS.get(method, method)
 
 
-def field_numbers(presets: Mapping[str, Sequence[Any]]) -> dict[tuple[str, str, str], float]:
-    """The field's number per (dataset, backbone, method) from the presets' paper rows of the
-    tables ``<dataset> MaxBoxAccV2|PxAP`` with rows ``<method> <backbone>``."""
+def field_numbers(published: Sequence[Any]) -> dict[tuple[str, str, str], float]:
+    """The field's number per (dataset, backbone label, method label) from its rows of the
+    published numbers: the dataset's score (``test/MaxBoxAccV2``, ``test/PxAP`` on
+    OpenImages) and, in the centre-baseline row of every backbone, the centre's."""
     numbers = {}
-    for rows in presets.values():
-        for row in rows:
-            dataset, _, metric = row.table.partition(" ")
-            method, _, backbone = row.row.partition(" ")
-            value = row.metrics.get(f"test/{metric}")
-            if metric == SCORE.get(dataset, "MaxBoxAccV2") and value is not None:
-                numbers[(dataset, backbone, method)] = value
+    for row in published:
+        if row.source != FIELD_SOURCE:
+            continue
+        score = f"test/{SCORE.get(row.dataset, 'MaxBoxAccV2')}"
+        value = row.metrics.get(f"{score}_center_baseline" if row.method == CENTRE else score)
+        if value is None:
+            continue
+        backbones = BACKBONE_ORDER if row.backbone is None else [
+            BACKBONE_LABELS.get(row.backbone, row.backbone)]
+        for backbone in backbones:
+            numbers[(row.dataset, backbone, row.method)] = value
     return numbers
 
 
-def field_cells(runs: Sequence[Any], presets: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+def field_cells(runs: Sequence[Any], published: Sequence[Any]) -> list[dict[str, Any]]:
     """One entry per filled cell: dataset, backbone, method, ours (mean), n, field, diff.
 
     The centre-baseline row (method ``Centre baseline``) averages the centre baseline that
@@ -91,10 +97,7 @@ def field_cells(runs: Sequence[Any], presets: Mapping[str, Sequence[Any]]) -> li
         centre = run.metrics.get(f"test/{score}_center_baseline")
         if centre is not None:
             scores.setdefault((cell[0], cell[1], CENTRE), []).append(centre)
-    field = field_numbers(presets)
-    for dataset, value in CENTRE_FIELD.items():
-        for backbone in BACKBONE_ORDER:
-            field.setdefault((dataset, backbone, CENTRE), value)
+    field = field_numbers(published)
     cells = []
     for (dataset, backbone, method), values in scores.items():
         ours = sum(values) / len(values)
@@ -151,10 +154,10 @@ def field_table_markdown(cells: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_field_table(runs: Sequence[Any], presets: Mapping[str, Sequence[Any]], out_dir: Path) -> str:
+def write_field_table(runs: Sequence[Any], published: Sequence[Any], out_dir: Path) -> str:
     """Write ``field_table.md`` and ``field_table.csv`` (when any run fills a cell); returns the
     Markdown (empty when no run trained a model)."""
-    cells = field_cells(runs, presets)
+    cells = field_cells(runs, published)
     markdown = field_table_markdown(cells)
     if markdown:
         (out_dir / "field_table.md").write_text(markdown)

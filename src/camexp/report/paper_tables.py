@@ -10,7 +10,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from camexp.report.collect import PaperRow, Run, derived_metrics
+from camexp.report.collect import Run, derived_metrics
+from camexp.report.published import PaperRow
 
 FIELDS = ("table", "row", "preset", "metric", "paper", "ours", "diff", "run", "status", "overrides",
           "test_evaluations")
@@ -18,10 +19,10 @@ FIELDS = ("table", "row", "preset", "metric", "paper", "ours", "diff", "run", "s
 def _fmt(value: float | None) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
 
-def report_lines(runs: Sequence[Run], presets: dict[str, list[PaperRow]],
+def report_lines(runs: Sequence[Run], published: Sequence[PaperRow],
                  all_tables: bool = False) -> list[dict[str, Any]]:
-    """One line per (paper row, metric, run): runs in preset order, then presets without runs
-    (``missing``). Tables without any run are left out unless ``all_tables``."""
+    """One line per (paper row, metric, run): runs in order, then the rows without a run that
+    have a recipe (``missing``). Tables without any run are left out unless ``all_tables``."""
     lines: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
     for run in runs:
@@ -40,18 +41,17 @@ def report_lines(runs: Sequence[Run], presets: dict[str, list[PaperRow]],
                 })
     _mark_varying_overrides(lines)
     tables = {line["table"] for line in lines}
-    for name, rows in presets.items():
-        for paper_row in rows:
-            if (paper_row.table, paper_row.row) in seen:
-                continue
-            if not all_tables and paper_row.table not in tables:
-                continue
-            seen.add((paper_row.table, paper_row.row))
-            for metric, paper_value in paper_row.metrics.items():
-                lines.append({"table": paper_row.table, "row": paper_row.row, "preset": name,
-                              "metric": metric, "paper": paper_value, "ours": None, "diff": None,
-                              "run": "", "status": "missing", "overrides": "", "varies": "",
-                              "test_evaluations": None})
+    for paper_row in published:
+        if (paper_row.table, paper_row.row) in seen or not paper_row.recipe:
+            continue
+        if not all_tables and paper_row.table not in tables:
+            continue
+        seen.add((paper_row.table, paper_row.row))
+        for metric, paper_value in paper_row.metrics.items():
+            lines.append({"table": paper_row.table, "row": paper_row.row, "preset": paper_row.preset,
+                          "metric": metric, "paper": paper_value, "ours": None, "diff": None,
+                          "run": "", "status": "missing", "overrides": "", "varies": "",
+                          "test_evaluations": None})
     order = {table: i for i, table in enumerate(_table_order(lines))}
     return sorted(lines, key=lambda line: order[line["table"]])
 

@@ -9,7 +9,9 @@
 - writes W&B's files under the run folder (``<run>/wandb/``);
 - groups the jobs of a Hydra sweep together (group ``<job name>-<sweep folder name>``), names
   each run after its experiment preset and job number, tags it with the preset's ``tags``;
-- logs the composed config (model, data, localization, trainer, seed, paper numbers);
+- logs the composed config (model, data, localization, trainer, seed) and the published
+  numbers the run is compared with (``published``: the rows of ``conf/published.yaml`` that
+  ``camexp.report`` matches to this config);
 - keeps one W&B run per run folder: the id is stored in ``<run>/wandb/camexp-run-id`` and a
   resumed run continues it (``resume="allow"``).
 
@@ -162,7 +164,7 @@ def wandb_logger(
         name: the run's name; None: the experiment preset (``#<job>`` added in a sweep).
         group: the run's group; None: the sweep (``<job name>-<sweep folder>``) in a multirun.
         tags: tags of the run (the preset's ``tags``).
-        config: the composed config to log (nodes resolved here).
+        config: the composed config to log (nodes resolved here), with its published rows.
         mode: online | offline | disabled; None decides as :func:`wandb_mode` says.
         log_model: upload checkpoints as W&B artifacts (online only).
         kwargs: passed on to ``wandb.init``.
@@ -193,11 +195,22 @@ def wandb_logger(
         name=name or run_name(context, None),
         group=group or sweep_group(context),
         tags=tag_list or None,
-        config=_plain(config),
+        config=_with_published(_plain(config), save_dir),
         mode=chosen,
         log_model=log_model if chosen == "online" else False,
         **{key: _plain(value) for key, value in kwargs.items()},
     )
+
+
+def _with_published(config: Any, save_dir: str) -> Any:
+    """``config`` plus ``published``: the published rows the report compares this run with."""
+    if not isinstance(config, dict) or "published" in config:
+        return config
+    from camexp.report.published import load_published, rows_of_run
+
+    rows = rows_of_run(config, Path(save_dir), load_published())
+    return {**config, "published": [{"source": row.source, "table": row.table, "row": row.row,
+                                     "metrics": row.metrics} for row in rows]}
 
 
 # -- logs that survive a resume ------------------------------------------------------------------
