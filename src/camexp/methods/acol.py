@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camexp.methods.base import Method, check_fraction, normalize_maps, replace_layer
+from camexp.core.values import check_fraction
+from camexp.methods.base import Method, normalize_maps, replace_layer
 
 VGG_POOLS = ("trunk.features.4", "trunk.features.9", "trunk.features.16", "trunk.features.23")
 
@@ -72,7 +73,7 @@ class ACoL(Method):
 
     def __init__(self, threshold: float = 0.7) -> None:
         super().__init__()
-        self.threshold = check_fraction(self.name, "threshold", threshold)
+        self.threshold = self.checked(check_fraction, "threshold", threshold)
 
     def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]:
         return 2, width

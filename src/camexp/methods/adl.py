@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from camexp.core.errors import MethodError
-from camexp.methods.base import Method, check_fraction, insert_after
+from camexp.core.values import check_fraction
+from camexp.methods.base import Method, insert_after
 
 
 def _last(module: nn.Module) -> str:
@@ -87,8 +88,8 @@ class ADL(Method):
 
     def __init__(self, drop_rate: float = 0.75, threshold: float = 0.9) -> None:
         super().__init__()
-        self.drop_rate = check_fraction(self.name, "drop_rate", drop_rate)
-        self.threshold = check_fraction(self.name, "threshold", threshold)
+        self.drop_rate = self.checked(check_fraction, "drop_rate", drop_rate)
+        self.threshold = self.checked(check_fraction, "threshold", threshold)
 
     def edit(self, net) -> None:
         for index, path in enumerate(self.placements[net.arch](net), start=1):

@@ -18,8 +18,8 @@ same numbers for the same run, and the same after a resume.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch.nn.functional as F
@@ -29,6 +29,8 @@ from camexp.core.errors import MethodError
 
 if TYPE_CHECKING:
     from camexp.models.cam_net import CAMNet
+
+T = TypeVar("T")
 
 
 class Method:
@@ -97,24 +99,17 @@ class Method:
         of an evaluation batch: the class activation maps (docs/protocol.md)."""
         return net.cams(outputs["features"], classes)
 
+    def checked(self, check: Callable[..., T], key: str, value: Any, **rule: Any) -> T:
+        """``value`` of setting ``method.<key>`` through ``check`` (a :mod:`camexp.core.values`
+        check), whose message names this method: ``check_fraction``, ``check_choice``, ..."""
+        return check(f"method.{key}", value, MethodError, context=f"method={self.name}", **rule)
+
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "rng")
         return f"{type(self).__name__}({settings})"
 
 
 # -- helpers shared by methods ------------------------------------------------------------
-
-
-def check_fraction(method: str, key: str, value: Any, low_open: bool = False) -> float:
-    """``value`` as a float in [0, 1] (or (0, 1]), else a :class:`MethodError` naming the key."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (value > 0 if low_open else value >= 0) and value <= 1
-    if not ok:
-        raise MethodError(
-            f"method.{key}={value!r} is not allowed for method={method}: use a number in "
-            f"{'(' if low_open else '['}0, 1]."
-        )
-    return float(value)
 
 
 def normalize_maps(maps: Tensor) -> Tensor:

@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camexp.methods.base import FeatureTaps, Method, check_fraction, normalize_maps, replace_layer
+from camexp.core.values import check_fraction
+from camexp.methods.base import FeatureTaps, Method, normalize_maps, replace_layer
 
 IGNORE = 255
 
@@ -127,7 +128,7 @@ class SPG(Method):
         super().__init__()
         for key, value in list(locals().items()):
             if key.startswith("threshold_"):
-                setattr(self, key, check_fraction(self.name, key, value))
+                setattr(self, key, self.checked(check_fraction, key, value))
         self.min_foreground = int(min_foreground)
         self._taps: FeatureTaps | None = None
 
