@@ -24,7 +24,8 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from camexp.data.samplers import sample_seed
 from camexp.data.transforms import normalize_images
-from camexp.methods import CAM, Method
+from camexp.methods.base import Method
+from camexp.methods.cam import CAM
 from camexp.models import CAMNet
 from camexp.modules.acceleration import (
     batch_to_channels_last,
@@ -64,7 +65,7 @@ class CAMClassifier(L.LightningModule):
         head: ``{"num_convs": int, "width": int}``, the layers added on the trunk.
         optim: ``{"lr", "momentum", "nesterov", "weight_decay", "head_lr_mult"}``.
         scheduler: ``{"name": "step"|"cosine"|"none", "step_size": epochs, "gamma": float}``.
-        method: the ``method`` config (``{"_target_": "camexp.methods.ADL", ...}``); CAM if None.
+        method: the ``method`` config (``{"_target_": "camexp.methods.adl.ADL", ...}``); CAM if None.
         seed: seeds the method's random draws per step, with the global step and the rank.
         channels_last: the network's weights and the batches in channels-last memory format.
         compile: ``torch.compile`` the network's trunk and head (:mod:`camexp.modules.acceleration`).
