@@ -162,9 +162,9 @@ def check_added_keys(cfg: DictConfig) -> None:
 
 
 def _check_localization(localization: DictConfig) -> None:
-    from camexp.callbacks.localization import METHODS
+    from camexp.maps.registry import MAP_SOURCES
 
-    check_choice("localization.method", localization.get("method"), ConfigError, METHODS)
+    check_choice("localization.method", localization.get("method"), ConfigError, MAP_SOURCES)
     check_fraction("localization.cam_curve_interval", localization.get("cam_curve_interval"),
                    ConfigError, low_open=True)
     check_fraction("localization.paper_fraction", localization.get("paper_fraction"), ConfigError,
