@@ -20,6 +20,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from typing_extensions import override
 
 from camexp.callbacks.localization import CAMLocalization
 from camexp.core.messages import say
@@ -76,6 +78,7 @@ class CAMPictures(L.Callback):
         self.own_source = TrainedMaps()  # used when no localization callback scores the maps
         self.source: MapSource = self.own_source
 
+    @override
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         size = len(trainer.datamodule.datasets["test"])
         picks = np.unique(np.linspace(0, size - 1, min(self.num_images, size)).round().astype(int))
@@ -88,8 +91,10 @@ class CAMPictures(L.Callback):
             self.source = self.own_source
             self.source.start("test", trainer, pl_module)
 
+    @override
     @torch.no_grad()
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         rows = [row for row, index in enumerate(batch["index"].tolist()) if index in self.chosen]
         if not rows:
             return
@@ -113,6 +118,7 @@ class CAMPictures(L.Callback):
                 "cams": cams[position].numpy(),
             })
 
+    @override
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_test_end runs after every callback's on_test_epoch_end: the threshold is known.
         localization = _localization(trainer)

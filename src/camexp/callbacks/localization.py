@@ -24,11 +24,13 @@ from typing import Any
 
 import lightning as L
 import matplotlib
+from typing_extensions import override
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from lightning.pytorch.utilities.types import STEP_OUTPUT  # noqa: E402
 from torch import Tensor  # noqa: E402
 
 from camexp.localization import MaxBoxAcc, MaxBoxAccV2, PaperLocalization, PxAP  # noqa: E402
@@ -211,22 +213,30 @@ class CAMLocalization(L.Callback):
         """The MaxBoxAcc (V1, IoU 50) best threshold of the last finished ``stage``."""
         return self.results.get(stage, {}).get("MaxBoxAcc_best_tau")
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+    @override
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start("val", trainer, pl_module)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+    @override
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if not trainer.sanity_checking:
             self._update("val", pl_module, outputs, batch)
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    @override
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._finish("val", trainer, pl_module)
 
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
+    @override
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start("test", trainer, pl_module)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+    @override
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._update("test", pl_module, outputs, batch)
 
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
+    @override
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._finish("test", trainer, pl_module)
