@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-import camexp.callbacks.localization as localization_module
 import camexp.viz.cam_panels as panels_module
 from camexp.callbacks.cam_pictures import IOU_COLOURS, box_legend
 from camexp.callbacks.localization import CAMLocalization
@@ -16,10 +16,14 @@ from camexp.callbacks.localization import CAMLocalization
 
 @pytest.fixture
 def kept_figures(monkeypatch) -> list:
-    """The figures the drawing code closes, kept for inspection."""
-    kept = []
-    for module in (panels_module, localization_module):
-        monkeypatch.setattr(module.plt, "close", kept.append)
+    """The figures the drawing code saves, kept for inspection."""
+    kept, save = [], Figure.savefig
+
+    def keep(figure, *args, **kwargs):
+        kept.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     return kept
 
 

@@ -23,20 +23,17 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import matplotlib
+import numpy as np
+import torch
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from matplotlib.figure import Figure
+from torch import Tensor
 from typing_extensions import override
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from lightning.pytorch.utilities.types import STEP_OUTPUT  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from camexp.localization import MaxBoxAcc, MaxBoxAccV2, PaperLocalization, PxAP  # noqa: E402
-from camexp.maps.center import center_gaussian  # noqa: E402
-from camexp.maps.registry import map_source  # noqa: E402
-from camexp.maps.sources import MapSettings  # noqa: E402
+from camexp.localization import MaxBoxAcc, MaxBoxAccV2, PaperLocalization, PxAP
+from camexp.maps.center import center_gaussian
+from camexp.maps.registry import map_source
+from camexp.maps.sources import MapSettings
 
 
 class CAMLocalization(L.Callback):
@@ -173,7 +170,8 @@ class CAMLocalization(L.Callback):
             for index, tau in enumerate(v2["thresholds"]):
                 writer.writerow([f"{tau:.6g}", *(f"{column[index]:.4f}" for column in columns.values())])
 
-        figure, axis = plt.subplots(figsize=(5.5, 3.8))
+        figure = Figure(figsize=(5.5, 3.8))  # matplotlib's object API: no backend, no pyplot state
+        axis = figure.subplots()
         for name, accuracy in columns.items():
             best = int(np.argmax(accuracy))
             label = f"{name} (max {accuracy[best]:.1f} at {v2['thresholds'][best]:.3f})"
@@ -195,7 +193,6 @@ class CAMLocalization(L.Callback):
         figure.tight_layout()
         png_path = self.output_dir / f"{stage}_box_accuracy_curve.png"
         figure.savefig(png_path, dpi=110)
-        plt.close(figure)
         for logger in trainer.loggers:
             log_image = getattr(logger, "log_image", None)
             if callable(log_image):  # W&B: the plot, and the curve as a table to re-plot

@@ -22,6 +22,7 @@ from camexp.core.errors import DatasetError
 from camexp.core.values import check_positive
 from camexp.data.dataset import WSOLDataset, collate
 from camexp.data.device_decode import DECODE_DEVICES, decode_batch, device_decoder_problem
+from camexp.data.images import quiet_decoder_notice
 from camexp.data.metadata import rows_per_class
 from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler
 from camexp.data.tables import Split, Tables, split_train_val
@@ -271,6 +272,7 @@ class WSOLDataModule(L.LightningDataModule):
         pass
 
     def setup(self, stage: str | None = None) -> None:
+        quiet_decoder_notice()  # before the workers start, which inherit it
         tables = self._checked_tables()
         self.datasets = {
             "train": self._dataset(tables.splits["train"], self.train_transform, seed=self.seed,
