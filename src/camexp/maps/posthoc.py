@@ -121,41 +121,15 @@ class PosthocSource(MapSource):
             self.engine = None
 
 
-class GradCAM(PosthocSource):
-    name, library_class = "gradcam", "GradCAM"
-
-
-class HiResCAM(PosthocSource):
-    name, library_class = "hirescam", "HiResCAM"
-
-
-class GradCAMElementWise(PosthocSource):
-    name, library_class = "gradcamelementwise", "GradCAMElementWise"
-
-
-class XGradCAM(PosthocSource):
-    name, library_class = "xgradcam", "XGradCAM"
-
-
-class GradCAMPlusPlus(PosthocSource):
-    name, library_class = "gradcampp", "GradCAMPlusPlus"
-
-
-class LayerCAM(PosthocSource):
-    name, library_class = "layercam", "LayerCAM"
-
-
-class EigenGradCAM(PosthocSource):
-    name, library_class = "eigengradcam", "EigenGradCAM"
-
-
-class ShapleyCAM(PosthocSource):
-    name, library_class = "shapleycam", "ShapleyCAM"
-    extra_passes = "none (plus a Hessian-vector product)"
-    one_pass = False  # its second-order graph: the library's call per class
+def _method(name: str, library_class: str, **costs: Any) -> type[PosthocSource]:
+    """The source of a post-hoc method that needs only its library class and its costs."""
+    return type(library_class, (PosthocSource,),
+                {"name": name, "library_class": library_class, "__module__": __name__, **costs})
 
 
 class FullGrad(PosthocSource):
+    """FullGrad explains every bias layer and the input, not one target layer."""
+
     name, library_class = "fullgrad", "FullGrad"
     extra_passes = "none (gradients of every bias layer and the input)"
     one_pass = False  # its input gradients: the library's call per class
@@ -165,7 +139,7 @@ class FullGrad(PosthocSource):
     def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int) -> Any:
         import pytorch_grad_cam
 
-        return _raw_class(pytorch_grad_cam.FullGrad)(net, [])  # every bias layer, no target
+        return _raw_class(pytorch_grad_cam.FullGrad)(net, [])
 
     @classmethod
     @override
@@ -173,21 +147,16 @@ class FullGrad(PosthocSource):
         return "target layer every bias layer"
 
 
-class RandomCAM(PosthocSource):
-    name, library_class = "randomcam", "RandomCAM"
-    extra_passes = "none (random channel weights: a floor)"
-
-
-class ScoreCAM(PosthocSource):
-    name, library_class = "scorecam", "ScoreCAM"
-    gradients, per_channel = False, True
-    extra_passes = "one per channel of the target layer"
+PER_CHANNEL_COST = {"gradients": False, "per_channel": True,
+                    "extra_passes": "one per channel of the target layer"}
+CLASS_AGNOSTIC = {"gradients": False, "class_specific": False}
 
 
 class AblationCAM(PosthocSource):
+    """Ablation-CAM takes its chunk size in its constructor."""
+
     name, library_class = "ablationcam", "AblationCAM"
-    gradients, per_channel = False, True
-    extra_passes = "one per channel of the target layer"
+    gradients, per_channel, extra_passes = False, True, PER_CHANNEL_COST["extra_passes"]
 
     @classmethod
     @override
@@ -197,26 +166,25 @@ class AblationCAM(PosthocSource):
         return _raw_class(pytorch_grad_cam.AblationCAM)(net, [layer], batch_size=batch_size)
 
 
-class EigenCAM(PosthocSource):
-    name, library_class = "eigencam", "EigenCAM"
-    gradients, class_specific = False, False
-
-
-class KPCACAM(PosthocSource):
-    name, library_class = "kpcacam", "KPCA_CAM"
-    gradients, class_specific = False, False
-
-
-class FEM(PosthocSource):
-    name, library_class = "fem", "FEM"
-    gradients, class_specific = False, False
-
-
-POSTHOC_METHODS: dict[str, type[PosthocSource]] = {
-    cls.name: cls for cls in (GradCAM, HiResCAM, GradCAMElementWise, XGradCAM, GradCAMPlusPlus,
-                              LayerCAM, EigenGradCAM, ShapleyCAM, FullGrad, RandomCAM, ScoreCAM,
-                              AblationCAM, EigenCAM, KPCACAM, FEM)
-}
+POSTHOC_METHODS: dict[str, type[PosthocSource]] = {cls.name: cls for cls in (
+    _method("gradcam", "GradCAM"),
+    _method("hirescam", "HiResCAM"),
+    _method("gradcamelementwise", "GradCAMElementWise"),
+    _method("xgradcam", "XGradCAM"),
+    _method("gradcampp", "GradCAMPlusPlus"),
+    _method("layercam", "LayerCAM"),
+    _method("eigengradcam", "EigenGradCAM"),
+    # its second-order graph: the library's call per class
+    _method("shapleycam", "ShapleyCAM", extra_passes="none (plus a Hessian-vector product)",
+            one_pass=False),
+    FullGrad,
+    _method("randomcam", "RandomCAM", extra_passes="none (random channel weights: a floor)"),
+    _method("scorecam", "ScoreCAM", **PER_CHANNEL_COST),
+    AblationCAM,
+    _method("eigencam", "EigenCAM", **CLASS_AGNOSTIC),
+    _method("kpcacam", "KPCA_CAM", **CLASS_AGNOSTIC),
+    _method("fem", "FEM", **CLASS_AGNOSTIC),
+)}
 # methods whose cost is one forward pass per channel: they get a progress bar of their own
 PER_CHANNEL = tuple(name for name, cls in POSTHOC_METHODS.items() if cls.per_channel)
 
