@@ -28,7 +28,10 @@ With that path it inserts a layer after the point (:func:`insert_after`), swaps 
 there (:func:`replace_layer`, same name so no parameter key moves), keeps its output during
 each forward pass (:class:`FeatureTaps`), or reads the module (:func:`module_at`). A new
 backbone of a known family therefore only declares its points; a method that needs a kind of
-place no backbone declares yet adds the name to the backbones' vocabulary, not a path here.
+place no backbone declares yet adds the name to the backbones' vocabulary, not a path here
+(a transformer's blocks, say, for a method that edits named blocks). A method that needs more
+than a place (the block attentions, the rest of the network run from a point) gets one more
+hook here, with a default, rather than a branch on the backbone.
 """
 
 from __future__ import annotations

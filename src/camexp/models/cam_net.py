@@ -8,6 +8,7 @@ forward pass gives both the classification and the maps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -192,7 +193,7 @@ class CAMNet(nn.Module):
         self.load_state_dict(state, strict=True)
 
 
-def _checked_points(arch: str, points: dict[str, Point], trunk: nn.Module) -> dict[str, Point]:
+def _checked_points(arch: str, points: Mapping[str, Point], trunk: nn.Module) -> dict[str, Point]:
     """The backbone's declared points, each checked to name a module of its trunk."""
     for name, point in points.items():
         try:
