@@ -21,10 +21,11 @@ module whose output the place is, and that output's channels), under names that 
 on every backbone, so that a method places its layers by name (:mod:`camexp.methods`) and a new
 backbone declares its points rather than editing each method:
 
-- ``stage1`` ... ``stage5``: the end of the trunk's k-th stage in the conv1 ... conv5 sense
-  (the stage that halves the resolution to 1/2**k in the uncut network): VGG's conv{k}_3 ReLU,
-  ResNet's stem ReLU then ``layer1`` ... ``layer4``, InceptionV3's Conv2d_2b, Conv2d_4a,
-  Mixed_5d, Mixed_6e. Only the stages the cut trunk keeps.
+- ``stage1`` ... ``stage5``: where the trunk's k-th stage of convolutions ends, in the conv1 ...
+  conv5 sense (in the uncut network each stage works at one resolution, half the previous one):
+  VGG's last ReLU of conv{k}_x, ResNet's stem ReLU (conv1) then ``layer1`` ... ``layer4``
+  (conv2_x ... conv5_x), InceptionV3's Conv2d_2b, Conv2d_4a, Mixed_5d, Mixed_6e. Only the
+  stages the cut trunk keeps.
 - ``pool1`` ... ``pool4``: the max-pool right after stage k, where the trunk has one.
 - ``stage{k}.first``, ``stage{k}.last``, ``stage{k}.block{n}`` (from 1): the blocks of a stage
   made of blocks (ResNet's bottlenecks, Inception modules).
