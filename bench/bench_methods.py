@@ -21,12 +21,12 @@ from camexp.data.transforms import normalize_images
 from camexp.modules.cam_classifier import CAMClassifier
 
 METHODS = {
-    "cam": {"_target_": "camexp.methods.CAM"},
-    "has": {"_target_": "camexp.methods.HideAndSeek"},
-    "cutmix": {"_target_": "camexp.methods.CutMix"},
-    "adl": {"_target_": "camexp.methods.ADL"},
-    "acol": {"_target_": "camexp.methods.ACoL"},
-    "spg": {"_target_": "camexp.methods.SPG"},
+    "cam": {"_target_": "camexp.methods.cam.CAM"},
+    "has": {"_target_": "camexp.methods.has.HideAndSeek"},
+    "cutmix": {"_target_": "camexp.methods.cutmix.CutMix"},
+    "adl": {"_target_": "camexp.methods.adl.ADL"},
+    "acol": {"_target_": "camexp.methods.acol.ACoL"},
+    "spg": {"_target_": "camexp.methods.spg.SPG"},
 }
 
 

@@ -124,3 +124,13 @@ def test_each_room_imports_only_rooms_below_it(room: str) -> None:
                     if _room(source) == room and _room(target) in level
                     and level[_room(target)] > level[room])
     assert not upward, "imports of a room above: " + ", ".join(upward)
+
+
+def test_every_folder_of_the_package_is_a_package_setuptools_installs() -> None:
+    """A folder without ``__init__.py`` is a namespace package: ``find_packages`` leaves it out of
+    a (non-editable) install, which then lacks its modules."""
+    from setuptools import find_packages
+
+    installed = set(find_packages(str(PACKAGE.parent)))
+    folders = {module_name(path.parent / "__init__.py") for path in PACKAGE.rglob("*.py")}
+    assert folders <= installed, f"not installed: {sorted(folders - installed)}"

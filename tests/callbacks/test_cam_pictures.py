@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 
-import camexp.callbacks.localization as localization_module
 import camexp.viz.cam_panels as panels_module
 from camexp.callbacks.cam_pictures import IOU_COLOURS, box_legend
 from camexp.callbacks.localization import CAMLocalization
@@ -16,10 +16,14 @@ from camexp.callbacks.localization import CAMLocalization
 
 @pytest.fixture
 def kept_figures(monkeypatch) -> list:
-    """The figures the drawing code closes, kept for inspection."""
-    kept = []
-    for module in (panels_module, localization_module):
-        monkeypatch.setattr(module.plt, "close", kept.append)
+    """The figures the drawing code saves, kept for inspection."""
+    kept, save = [], Figure.savefig
+
+    def keep(figure, *args, **kwargs):
+        kept.append(figure)
+        return save(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
     return kept
 
 
@@ -58,3 +62,45 @@ def test_curve_plot_says_when_v1_and_v2_iou50_coincide(tmp_path: Path, kept_figu
     assert coincide[0] == "MaxBoxAcc_IoU50 (max 50.0 at 0.250), same curve as MaxBoxAccV2_IoU50"
     assert apart[0] == "MaxBoxAcc_IoU50 (max 55.0 at 0.250)"
     assert kept_figures[0].axes[0].get_lines()[0].get_linestyle() == "--"
+
+
+def test_pictures_draw_the_maps_that_were_scored_computed_once_per_batch(tmp_path, data_dir, monkeypatch) -> None:
+    """Random-CAM draws new channel weights on every call: a picture computed apart from the
+    scoring would show another map. Each batch's maps are computed once, and each drawn map is
+    the scored one, resized and normalized."""
+    import torch
+
+    import camexp.callbacks.cam_pictures as pictures_module
+    from camexp.localization import normalize_map
+    from camexp.maps.posthoc import PosthocSource
+    from camexp.train import train
+    from tests.helpers.configs import TINY_SYNTHETIC, compose_config
+
+    scored, drawn = {}, {}
+    computed = PosthocSource.class_maps
+
+    def record_scored(self, pl_module, outputs, batch, classes):
+        maps = computed(self, pl_module, outputs, batch, classes)
+        again = computed(self, pl_module, outputs, batch, classes)
+        assert not torch.allclose(maps, again)  # another call, another map: the test can fail
+        for image_id, image_maps in zip(batch["image_id"], maps, strict=True):
+            assert image_id not in scored  # once per batch
+            scored[image_id] = image_maps.float().cpu().numpy()
+        return maps
+
+    def record_drawn(path, image, maps, gt_boxes, title="", **kwargs):
+        drawn[title.split()[0]] = [map01 for _, map01 in maps]
+        return path
+
+    monkeypatch.setattr(PosthocSource, "class_maps", record_scored)
+    monkeypatch.setattr(pictures_module, "draw_cam_panel", record_drawn)
+    cfg = compose_config("train", TINY_SYNTHETIC + [
+        "train=false", "trainer.enable_progress_bar=false", "localization.method=randomcam",
+        "localization.cam_curve_interval=0.05", "callbacks.cam_pictures.num_images=3",
+        "callbacks.cam_pictures.top_k=2", "model.head.width=8"], tmp_path / "run", data_dir)
+    train(cfg)
+    assert len(drawn) == 3 and set(drawn) <= set(scored)
+    for image_id, maps in drawn.items():
+        assert len(maps) == 3  # ground truth and the top 2
+        for drawn_map, raw in zip(maps, scored[image_id], strict=False):
+            np.testing.assert_array_equal(drawn_map, normalize_map(raw, drawn_map.shape))

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from camexp.methods import ACoL, MethodError
-from camexp.methods.acol import erase, fuse
+from camexp.core.errors import MethodError
+from camexp.methods.acol import ACoL, erase, fuse
 from tests.helpers.models import meta_forward
 
 

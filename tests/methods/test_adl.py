@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from camexp.methods import ADL, CAM, MethodError
-from camexp.methods.adl import ADLLayer, adl_maps
+from camexp.core.errors import MethodError
+from camexp.methods.adl import ADL, ADLLayer, adl_maps
+from camexp.methods.cam import CAM
 from camexp.models import CAMNet
 
 

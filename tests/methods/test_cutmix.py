@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms import v2
 
-from camexp.methods import CutMix, MethodError
-from camexp.methods.cutmix import cutmix_box, paste_box
+from camexp.core.errors import MethodError
+from camexp.methods.cutmix import CutMix, cutmix_box, paste_box
 
 
 def _hand_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from camexp.methods import FSL, MethodError
-from camexp.methods.fsl import filled_boxes
+from camexp.core.errors import MethodError
+from camexp.methods.fsl import FSL, filled_boxes
 from camexp.models import CAMNet
 
 

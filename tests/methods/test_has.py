@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from camexp.methods import HideAndSeek, MethodError
-from camexp.methods.has import hide_patches
+from camexp.core.errors import MethodError
+from camexp.methods.has import HideAndSeek, hide_patches
 
 
 def _images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from camexp.methods import SPG, MethodError
-from camexp.methods.spg import IGNORE, seed_loss, seed_mask
+from camexp.core.errors import MethodError
+from camexp.methods.spg import IGNORE, SPG, seed_loss, seed_mask
 from camexp.models import CAMNet
 from tests.helpers.models import meta_forward
 

@@ -11,7 +11,13 @@ import pytest
 import torch
 from torchvision import models as tvm
 
-from camexp.methods import ADL, CAM, SPG, ACoL, CutMix, HideAndSeek, Method
+from camexp.methods.acol import ACoL
+from camexp.methods.adl import ADL
+from camexp.methods.base import Method
+from camexp.methods.cam import CAM
+from camexp.methods.cutmix import CutMix
+from camexp.methods.has import HideAndSeek
+from camexp.methods.spg import SPG
 from camexp.models import CAMNet, WeightsError
 from camexp.models.backbones import TinyNet
 from tests.helpers.models import vgg16_without_fc

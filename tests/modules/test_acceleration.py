@@ -11,7 +11,7 @@ from camexp.core.errors import CompileError, exit_on_user_error
 from camexp.modules.cam_classifier import CAMClassifier
 from tests.helpers.configs import compose_config
 
-ADL = {"_target_": "camexp.methods.ADL", "drop_rate": 0.5, "threshold": 0.9}
+ADL = {"_target_": "camexp.methods.adl.ADL", "drop_rate": 0.5, "threshold": 0.9}
 
 
 def _pair(method=None, **speed) -> tuple[CAMClassifier, CAMClassifier]:

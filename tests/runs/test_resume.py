@@ -257,3 +257,22 @@ def test_checkpoint_of_another_model_names_what_differs(tmp_path: Path) -> None:
         check_resume_compatible(tmp_path / "s.ckpt", other)
     same_net = CAMClassifier("tiny", 10, head={"num_convs": 1, "width": 16}, optim={"lr": 0.5})
     check_resume_compatible(tmp_path / "s.ckpt", same_net)  # only the optimizer differs: allowed
+
+
+def test_a_checkpoint_naming_a_method_by_its_former_path_resumes_without_a_difference(tmp_path, capsys) -> None:
+    from camexp.modules.cam_classifier import CAMClassifier
+    from camexp.runs.checkpoints import check_resume_compatible
+
+    def acol(target: str, threshold: float = 0.7) -> CAMClassifier:
+        return CAMClassifier("tiny", 4, head={"width": 8}, method={"_target_": target, "threshold": threshold})
+
+    old = acol("camexp.methods.ACoL")  # how checkpoints written before each method named its module store it
+    assert type(old.method).__name__ == "ACoL"
+    torch.save({"state_dict": old.state_dict(), "hyper_parameters": dict(old.hparams)}, tmp_path / "a.ckpt")
+    check_resume_compatible(tmp_path / "a.ckpt", acol("camexp.methods.acol.ACoL"))
+    assert "differ" not in capsys.readouterr().out
+    check_resume_compatible(tmp_path / "a.ckpt", acol("camexp.methods.acol.ACoL", threshold=0.5))
+    printed = capsys.readouterr().out
+    assert "model.method.threshold: 0.7 in the checkpoint, 0.5 configured" in printed
+    assert "_target_" not in printed
+

@@ -1,9 +1,11 @@
 """After testing, draw the class activation maps of a fixed set of test images.
 
-For each chosen image: the image with its ground-truth boxes, the CAM of the ground-truth
-class and the CAMs of the top predicted classes (or the maps of the localization callback's
-method, ``localization.method``, that the metrics scored), from the test step's own forward pass,
-each resized and min-max normalized exactly as the localization metrics see it. With a
+For each chosen image: the image with its ground-truth boxes, the map of the ground-truth
+class and the maps of the top predicted classes, each resized and min-max normalized exactly
+as the localization metrics see it. The maps are the ones the metrics scored: the pictures ask
+the localization callback's map source (``localization.method``: the trained method's own map,
+such as ACoL's fused map, or a post-hoc map) for the same batch; without that callback, the
+trained method's own map from the test step's forward pass. With a
 :class:`~camexp.callbacks.localization.CAMLocalization` callback in the run, each map also
 shows its predicted box at the test split's best MaxBoxAcc threshold (the largest contour's
 box), coloured by its IoU with the ground truth. The images are spread evenly over the test
@@ -18,10 +20,14 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from typing_extensions import override
 
 from camexp.callbacks.localization import CAMLocalization
 from camexp.core.messages import say
 from camexp.localization import box_iou, mask_boxes, normalize_map, quantize_map, threshold_levels
+from camexp.maps.sources import MapSource
+from camexp.maps.trained import TrainedMaps
 from camexp.viz import draw_cam_panel
 
 # predicted box colour by IoU with the best-matching ground-truth box
@@ -49,6 +55,10 @@ def iou_colour(iou: float) -> str:
     return next(colour for bound, colour in IOU_COLOURS if iou >= bound)
 
 
+def _localization(trainer: L.Trainer) -> CAMLocalization | None:
+    return next((c for c in trainer.callbacks if isinstance(c, CAMLocalization)), None)
+
+
 class CAMPictures(L.Callback):
     """Write ``<output_dir>/<k>_<image id>.png`` for ``num_images`` test images.
 
@@ -65,15 +75,26 @@ class CAMPictures(L.Callback):
         self.chosen: dict[int, int] = {}
         self.samples: list[dict[str, Any]] = []
         self.written: list[Path] = []
+        self.own_source = TrainedMaps()  # used when no localization callback scores the maps
+        self.source: MapSource = self.own_source
 
+    @override
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         size = len(trainer.datamodule.datasets["test"])
         picks = np.unique(np.linspace(0, size - 1, min(self.num_images, size)).round().astype(int))
         self.chosen = {int(index): order for order, index in enumerate(picks)}
         self.samples = []
+        localization = _localization(trainer)
+        if localization is not None:  # started and closed by that callback
+            self.source = localization.source
+        else:
+            self.source = self.own_source
+            self.source.start("test", trainer, pl_module)
 
+    @override
     @torch.no_grad()
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         rows = [row for row, index in enumerate(batch["index"].tolist()) if index in self.chosen]
         if not rows:
             return
@@ -82,14 +103,9 @@ class CAMPictures(L.Callback):
         probs = logits.softmax(dim=1)
         top = probs.topk(min(self.top_k, probs.shape[1]), dim=1)
         labels = batch["label"][rows_t]
-        classes = torch.cat([labels[:, None], top.indices], dim=1)
-        if "class_maps" in outputs:  # the maps the localization callback scored (any method):
-            # ground truth, then the top-5 by logit, whose first top_k are these classes
-            cams = outputs["class_maps"][rows_t][:, : classes.shape[1]].float().cpu()
-        else:
-            # the training method's own map (ACoL's fused map, ...), from the test step's outputs
-            chosen = {key: value[rows_t] for key, value in outputs.items()}
-            cams = pl_module.class_maps(chosen, classes).float().cpu()
+        # the scored maps: ground truth, then the top-5 by logit, whose first top_k are these
+        _, maps = self.source.batch_maps(pl_module, outputs, batch)
+        cams = maps[rows_t][:, : 1 + top.indices.shape[1]].float().cpu()
         for position, row in enumerate(rows):
             self.samples.append({
                 "order": self.chosen[int(batch["index"][row])],
@@ -102,10 +118,12 @@ class CAMPictures(L.Callback):
                 "cams": cams[position].numpy(),
             })
 
+    @override
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # on_test_end runs after every callback's on_test_epoch_end: the threshold is known.
-        localization = next((c for c in trainer.callbacks if isinstance(c, CAMLocalization)), None)
+        localization = _localization(trainer)
         tau = localization.best_tau("test") if localization else None
+        self.own_source.close()
         names = trainer.datamodule.class_names
         self.written = []
         for sample in sorted(self.samples, key=lambda s: s["order"]):

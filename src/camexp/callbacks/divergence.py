@@ -3,8 +3,12 @@ process at the same step, with one paragraph naming the step and the learning ra
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from typing_extensions import override
 
 from camexp.core.errors import TrainingDiverged
 
@@ -17,7 +21,9 @@ class DivergenceGuard(L.Callback):
     together instead of waiting for each other.
     """
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    @override
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                           batch: Any, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is None:
             return
@@ -25,7 +31,8 @@ class DivergenceGuard(L.Callback):
         if trainer.strategy.reduce_boolean_decision(bad, all=False):
             raise TrainingDiverged(self._message("train/loss is not finite", trainer, pl_module))
 
-    def on_validation_start(self, trainer, pl_module) -> None:
+    @override
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # the last steps of an epoch can blow the weights up after a finite loss: check them
         # once before they make maps (NaN maps would stop the run with a less clear message)
         params = [p.detach().isfinite().all() for p in pl_module.parameters()]
@@ -33,8 +40,9 @@ class DivergenceGuard(L.Callback):
         if trainer.strategy.reduce_boolean_decision(bad, all=False):
             raise TrainingDiverged(self._message("the weights are not finite", trainer, pl_module))
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx,
-                                dataloader_idx: int = 0) -> None:
+    @override
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         # huge but finite weights can still give infinite features, hence NaN maps
         tensors = [v for v in (outputs or {}).values() if isinstance(v, torch.Tensor)] \
             if isinstance(outputs, dict) else []

@@ -12,9 +12,12 @@ which ``finish_run`` prints, writes to the log and to ``metrics.json`` (``"warni
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from typing_extensions import override
 
 # the epoch-mean training loss counts as "at ln(C)" within this fraction of ln(C)
 LOSS_TOLERANCE = 0.05
@@ -38,37 +41,46 @@ class TrainingHealth(L.Callback):
         self._sum_epoch = -1  # the epoch the running sums belong to
 
     # the losses so far travel in checkpoints: a resumed run warns as an uninterrupted one
-    def state_dict(self) -> dict:
+    @override
+    def state_dict(self) -> dict[str, Any]:
         return {"epoch_losses": list(self.epoch_losses), "loss_sum": self._loss_sum,
                 "loss_count": self._loss_count, "sum_epoch": self._sum_epoch}
 
-    def load_state_dict(self, state_dict: dict) -> None:
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.epoch_losses = [float(x) for x in state_dict.get("epoch_losses", [])]
         self._loss_sum = float(state_dict.get("loss_sum", 0.0))
         self._loss_count = int(state_dict.get("loss_count", 0))
         self._sum_epoch = int(state_dict.get("sum_epoch", -1))
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
+    @override
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.current_epoch != self._sum_epoch:  # not an epoch resumed in its middle
             self._loss_sum, self._loss_count = 0.0, 0
             self._sum_epoch = trainer.current_epoch
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    @override
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                           batch: Any, batch_idx: int) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if loss is not None:
             self._loss_sum += float(loss)
             self._loss_count += 1
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._loss_count:
             self.epoch_losses.append(self._loss_sum / self._loss_count)
         self._loss_sum, self._loss_count, self._sum_epoch = 0.0, 0, -1
 
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
+    @override
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.test_images = self.constant_maps = 0
 
+    @override
     @torch.no_grad()
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if not isinstance(outputs, dict) or "logits" not in outputs:
             return
         self.num_classes = int(outputs["logits"].shape[1])
@@ -81,7 +93,8 @@ class TrainingHealth(L.Callback):
         scale = maps.abs().amax(dim=1).clamp_min(1e-30)
         self.constant_maps += int(((spread <= CONSTANT_RANGE * scale) | ~torch.isfinite(spread)).sum())
 
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
+    @override
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # counts summed over DDP processes (every rank calls reduce)
         counts = torch.tensor([self.test_images, self.constant_maps], dtype=torch.float64,
                               device=pl_module.device)

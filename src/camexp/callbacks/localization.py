@@ -1,10 +1,11 @@
 """Evaluate score maps as localizers during validation and test (docs/protocol.md).
 
-The maps come from the evaluation step's own forward pass: its head features times the
-linear weights (CAM), or, for ``method="backprop"``, the gradient of the class score with
-respect to the input pixels (Simonyan et al.), computed here with gradients switched on, or,
-for the Grad-CAM family (``gradcam``, ``gradcampp``, ``scorecam``, ...), the ``grad-cam``
-package's raw map of the target layer (:mod:`camexp.maps.posthoc`).
+The maps come from the map source that ``method`` names, chosen once
+(:mod:`camexp.maps.registry`): the trained method's own map from the evaluation step's forward
+pass (``cam``), the gradient of the class score with respect to the input pixels
+(``backprop``, Simonyan et al.), or the ``grad-cam`` package's raw map of the target layer
+(``gradcam``, ``gradcampp``, ``scorecam``, ...: :mod:`camexp.maps.posthoc`). The pictures
+callback asks the same source for its images' maps, so it draws the maps scored here.
 
 Logged per stage (``val/...``, ``test/...``): ``MaxBoxAcc`` and its best threshold,
 ``MaxBoxAccV2`` with ``_IoU30/50/70`` and their best thresholds, the paper's
@@ -18,28 +19,22 @@ curve is written as CSV and PNG under ``output_dir`` and logged to the logger.
 from __future__ import annotations
 
 import csv
-import sys
 from pathlib import Path
 from typing import Any
 
 import lightning as L
-import matplotlib
+import numpy as np
+import torch
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from matplotlib.figure import Figure
+from torch import Tensor
+from typing_extensions import override
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from camexp.core.errors import UserError  # noqa: E402
-from camexp.localization import MaxBoxAccV2, PaperLocalization, PxAP  # noqa: E402
+from camexp.localization import MaxBoxAccV2, PaperLocalization, PxAP
 from camexp.localization.box_accuracy import curve_columns
-from camexp.maps.backprop import backprop_saliency
 from camexp.maps.center import center_gaussian
-from camexp.maps.posthoc import PER_CHANNEL, POSTHOC_METHODS, PosthocMaps  # noqa: E402
-from camexp.maps.target_layers import camnet_default, resolve_target_layer  # noqa: E402
-
-METHODS = ("cam", "backprop", *POSTHOC_METHODS)
+from camexp.maps.registry import map_source
+from camexp.maps.sources import MapSettings
 
 
 class CAMLocalization(L.Callback):
@@ -48,7 +43,8 @@ class CAMLocalization(L.Callback):
     Args:
         output_dir: where the curve CSV/PNG files go.
         method: ``"cam"``, ``"backprop"`` or a post-hoc method of
-            :data:`~camexp.maps.posthoc.POSTHOC_METHODS` (gradients need
+            :data:`~camexp.maps.posthoc.POSTHOC_METHODS`, a key of
+            :data:`~camexp.maps.registry.MAP_SOURCES` (gradients need
             ``trainer.inference_mode=false``, the default).
         cam_curve_interval: spacing of the thresholds ``arange(0, 1, interval)``.
         iou_thresholds: IoU thresholds (%) of MaxBoxAccV2.
@@ -78,8 +74,8 @@ class CAMLocalization(L.Callback):
         eigen_smooth: bool = False,
         posthoc_batch_size: int = 32,
     ) -> None:
-        if method not in METHODS:
-            raise ValueError(f"localization.method={method!r}; use one of {METHODS}.")
+        self.source = map_source(method, MapSettings(target_layer, relu, aug_smooth, eigen_smooth,
+                                                     posthoc_batch_size))
         self.output_dir = Path(output_dir)
         self.method = method
         self.settings = {"cam_curve_interval": cam_curve_interval}
@@ -87,10 +83,6 @@ class CAMLocalization(L.Callback):
         self.multi_contour = multi_contour
         self.paper = {"fraction": paper_fraction, "iou_threshold": paper_iou}
         self.center_baseline = center_baseline
-        self.posthoc_options = {"relu": relu, "aug_smooth": aug_smooth, "eigen_smooth": eigen_smooth,
-                                "batch_size": posthoc_batch_size}
-        self.target_layer = target_layer
-        self.posthoc: PosthocMaps | None = None
         self.metrics: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, float]] = {}
 
@@ -112,80 +104,14 @@ class CAMLocalization(L.Callback):
         self.metrics[stage] = {name: m.to(pl_module.device) for name, m in metrics.items()}
         # decided from the config, not from the batches, so every DDP rank syncs the same metrics
         self.use_masks = bool(getattr(trainer.datamodule, "load_masks", False))
-        if self.method == "cam" and not callable(getattr(pl_module, "class_maps", None)):
-            raise UserError(
-                f"localization.method=cam needs a network with class activation maps (a camexp "
-                f"model); {type(pl_module).__name__} has none. Use a post-hoc method instead, "
-                f"e.g. localization.method=gradcam (one of {sorted(POSTHOC_METHODS)}), or backprop."
-            )
-        if self.method in POSTHOC_METHODS:
-            self._start_posthoc(stage, trainer, pl_module, size)
-
-    def _start_posthoc(self, stage: str, trainer, pl_module, size: tuple[int, int]) -> None:
-        """Resolve and check the target layer, build the method, say what it costs."""
-        if self.posthoc is not None:  # left by a sanity check (it has no epoch end)
-            self.posthoc.close()
-        net = pl_module.net
-        own_default = getattr(pl_module, "default_target_layer", None)
-        default = own_default() if callable(own_default) else camnet_default(net)
-        what = getattr(pl_module, "network_name", type(net).__name__)
-        name, layer, channels = resolve_target_layer(net, self.target_layer, default, size, what,
-                                                     device=pl_module.device)
-        self.posthoc = PosthocMaps(net, self.method, layer, **self.posthoc_options)
-        self.posthoc_channels = channels
-        self.trainer = trainer
-        if trainer.is_global_zero and not trainer.sanity_checking:
-            spec = POSTHOC_METHODS[self.method]
-            where = "every bias layer" if self.method == "fullgrad" else f"{name!r}, {channels} channels"
-            cost = f"extra forward passes per map: {spec.extra_passes}"
-            if self.method in PER_CHANNEL:
-                batches = trainer.num_test_batches if stage == "test" else trainer.num_val_batches
-                cost += (f" = {channels}, in chunks of {self.posthoc.batch_size}; 6 maps per image "
-                         f"(ground truth + top-5), {sum(batches)} batches: a progress bar per batch")
-            print(f"localization.method={self.method} ({stage}): target layer {where}; "
-                  f"gradients: {spec.gradients}; {cost}.")
-
-    def _maps(self, pl_module, outputs: dict[str, Tensor], batch: dict, top: Tensor):
-        """Ground-truth-class maps (B, h, w) and top-k maps (B, k, h, w)."""
-        labels = batch["label"]
-        if self.method == "cam":
-            # the module (its training method) defines its own localization map
-            classes = torch.cat([labels[:, None], top], dim=1)
-            maps = pl_module.class_maps(outputs, classes)
-        elif self.posthoc is not None:
-            classes = torch.cat([labels[:, None], top], dim=1)
-            with self._progress(classes) as bar:
-                maps = self.posthoc(batch["input"], classes, bar)
-        else:
-            maps = backprop_saliency(pl_module.net, batch["input"], torch.cat([labels[:, None], top], 1))
-        return maps[:, 0], maps[:, 1:]
-
-    def _progress(self, classes: Tensor):
-        """A bar over the forward chunks of this batch, with its time estimate (Score-CAM and
-        Ablation-CAM only; rank 0)."""
-        from contextlib import nullcontext
-
-        from tqdm.auto import tqdm
-
-        total = classes.numel() * self.posthoc.passes_per_map(self.posthoc_channels)
-        trainer = self.trainer
-        # always on rank 0: these methods take minutes a batch. On a terminal the bar clears
-        # itself; in a log file it keeps its final line and redraws at most every 30 s.
-        if not total or not trainer.is_global_zero:
-            return nullcontext(None)
-        terminal = sys.stderr.isatty()
-        return tqdm(total=total, desc=f"{self.method} forward chunks", leave=not terminal, unit="chunk",
-                    dynamic_ncols=True, mininterval=0.1 if terminal else 30.0)
+        self.source.start(stage, trainer, pl_module)
 
     @torch.no_grad()
     def _update(self, stage: str, pl_module, outputs: dict[str, Tensor], batch: dict) -> None:
         metrics = self.metrics[stage]
-        logits = outputs["logits"]
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        gt_maps, top_maps = self._maps(pl_module, outputs, batch, top)
-        gt_maps, top_maps = gt_maps.float(), top_maps.float()
-        # the pictures draw the maps that were scored
-        outputs["class_maps"] = torch.cat([gt_maps[:, None], top_maps], dim=1)
+        classes, maps = self.source.batch_maps(pl_module, outputs, batch)
+        top, maps = classes[:, 1:], maps.float()
+        gt_maps, top_maps = maps[:, 0], maps[:, 1:]
         boxes, num_boxes = batch["boxes"], batch["num_boxes"]
         metrics["v2"].update(gt_maps, boxes, num_boxes)
         metrics["paper"].update(gt_maps, top, batch["label"], boxes, num_boxes, topk_maps=top_maps)
@@ -198,9 +124,7 @@ class CAMLocalization(L.Callback):
                 metrics["center_pxap"].update(center, batch["mask"] > 127, batch.get("ignore"))
 
     def _finish(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.posthoc is not None:
-            self.posthoc.close()
-            self.posthoc = None
+        self.source.close()
         metrics = self.metrics.pop(stage, None)
         if not metrics:
             return
@@ -235,7 +159,8 @@ class CAMLocalization(L.Callback):
             for index, tau in enumerate(curve["thresholds"]):
                 writer.writerow([f"{tau:.6g}", *(f"{column[index]:.4f}" for column in columns.values())])
 
-        figure, axis = plt.subplots(figsize=(5.5, 3.8))
+        figure = Figure(figsize=(5.5, 3.8))  # matplotlib's object API: no backend, no pyplot state
+        axis = figure.subplots()
         for name, accuracy in columns.items():
             best = int(np.argmax(accuracy))
             label = f"{name} (max {accuracy[best]:.1f} at {curve['thresholds'][best]:.3f})"
@@ -257,7 +182,6 @@ class CAMLocalization(L.Callback):
         figure.tight_layout()
         png_path = self.output_dir / f"{stage}_box_accuracy_curve.png"
         figure.savefig(png_path, dpi=110)
-        plt.close(figure)
         for logger in trainer.loggers:
             log_image = getattr(logger, "log_image", None)
             if callable(log_image):  # W&B: the plot, and the curve as a table to re-plot
@@ -275,22 +199,30 @@ class CAMLocalization(L.Callback):
         """The MaxBoxAcc (V1, IoU 50) best threshold of the last finished ``stage``."""
         return self.results.get(stage, {}).get("MaxBoxAcc_best_tau")
 
-    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+    @override
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start("val", trainer, pl_module)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+    @override
+    def on_validation_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                                batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         if not trainer.sanity_checking:
             self._update("val", pl_module, outputs, batch)
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+    @override
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._finish("val", trainer, pl_module)
 
-    def on_test_epoch_start(self, trainer, pl_module) -> None:
+    @override
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start("test", trainer, pl_module)
 
-    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+    @override
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._update("test", pl_module, outputs, batch)
 
-    def on_test_epoch_end(self, trainer, pl_module) -> None:
+    @override
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._finish("test", trainer, pl_module)

@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
 
 
 class PreemptionCheckpoint(L.Callback):
@@ -38,18 +39,22 @@ class PreemptionCheckpoint(L.Callback):
         if callable(sigterm) and hasattr(signal, "SIGUSR1"):
             signal.signal(signal.SIGUSR1, sigterm)
 
+    @override
     def on_sanity_check_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._route_sigusr1()
 
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.preempted = False
         self._route_sigusr1()
 
+    @override
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._route_sigusr1()
         if trainer.state.fn == "fit":
             self._hold_signals()
 
+    @override
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.state.fn == "fit":
             self._release_signals()
@@ -76,17 +81,22 @@ class PreemptionCheckpoint(L.Callback):
         if pending is not None and signal.SIGTERM in held:
             held[signal.SIGTERM](*pending)  # Lightning's: stop at the next batch or epoch end
 
+    @override
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._route_sigusr1()
 
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception) -> None:
+    @override
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                     exception: BaseException) -> None:
         if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
             trainer.save_checkpoint(self.path)
             self.preempted = True
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {"rng": rng_states()}
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "rng" in state_dict:
             set_rng_states(state_dict["rng"])

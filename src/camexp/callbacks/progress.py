@@ -14,9 +14,12 @@ import logging
 import math
 import sys
 import time
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks.progress import ProgressBar
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from typing_extensions import override
 
 from camexp.core.messages import say
 
@@ -55,6 +58,7 @@ class PlainProgress(L.Callback):
         self.mode = mode
         self.plain = False
 
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.plain = self.mode == "always" or (self.mode == "auto" and not sys.stdout.isatty())
         if self.plain:
@@ -71,13 +75,17 @@ class PlainProgress(L.Callback):
         self.loss_sum, self.loss_count = 0.0, 0
 
     # a run resumed in the middle of an epoch starts without on_train_epoch_start
+    @override
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset()
 
+    @override
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._reset()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    @override
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: STEP_OUTPUT,
+                           batch: Any, batch_idx: int) -> None:
         if not (self.plain and trainer.is_global_zero):
             return
         self.images += len(batch["label"]) * trainer.world_size
@@ -116,6 +124,7 @@ class PlainProgress(L.Callback):
 
     # -- epochs ---------------------------------------------------------------------------
 
+    @override
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # validation has run by now: its metrics are in callback_metrics
         if not trainer.is_global_zero or trainer.sanity_checking:

@@ -14,6 +14,7 @@ from lightning.pytorch.utilities.model_summary.model_summary import (
     get_formatted_model_size,
     get_human_readable_count,
 )
+from typing_extensions import override
 
 from camexp.core.messages import say
 
@@ -44,6 +45,7 @@ class CompactModelSummary(ModelSummary):
     """Lightning's layer summary (``max_depth`` levels) without the FLOPs column."""
 
     @staticmethod
+    @override
     def summarize(summary_data: list[tuple[str, list[str]]], total_parameters: int,
                   trainable_parameters: int, model_size: float, total_training_modes: dict[str, int],
                   total_flops: int = 0, **summarize_kwargs: Any) -> None:

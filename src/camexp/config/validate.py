@@ -5,18 +5,9 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.errors import ConfigError, UserError
+from camexp.core.values import check_choice, check_count, check_flag, check_fraction, check_positive
 from camexp.models import BACKBONES, POOLS
 from camexp.modules.cam_classifier import SCHEDULERS
-
-
-def _check_choice(key: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not allowed; use one of {sorted(allowed)}.")
-
-
-def _check_positive(key: str, value) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{key}={value!r} must be a positive integer.")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -25,20 +16,18 @@ def validate(cfg: DictConfig) -> None:
     if model is not None and "arch" not in model and "name" in model:  # model=torchvision
         from camexp.modules.torchvision_classifier import classification_models
 
-        _check_choice("model.name", model.get("name"), classification_models())
-        _check_positive("model.num_classes", model.get("num_classes"))
+        check_choice("model.name", model.get("name"), ConfigError, classification_models())
+        check_positive("model.num_classes", model.get("num_classes"), ConfigError)
     elif model is not None:
-        _check_choice("model.arch", model.get("arch"), BACKBONES)
-        _check_choice("model.pool", model.get("pool"), POOLS)
+        check_choice("model.arch", model.get("arch"), ConfigError, BACKBONES)
+        check_choice("model.pool", model.get("pool"), ConfigError, POOLS)
         if model.get("num_classes") is not None:  # None: counted from the dataset (data=cub)
-            _check_positive("model.num_classes", model.get("num_classes"))
-        _check_positive("model.head.width", model.head.get("width"))
-        if not isinstance(model.head.get("num_convs"), int) or model.head.num_convs < 0:
-            raise ConfigError(f"model.head.num_convs={model.head.num_convs!r} must be an integer >= 0.")
-        _check_choice("model.scheduler.name", model.scheduler.get("name"), SCHEDULERS)
+            check_positive("model.num_classes", model.get("num_classes"), ConfigError)
+        check_positive("model.head.width", model.head.get("width"), ConfigError)
+        check_count("model.head.num_convs", model.head.get("num_convs"), ConfigError)
+        check_choice("model.scheduler.name", model.scheduler.get("name"), ConfigError, SCHEDULERS)
         for key in ("channels_last", "compile"):
-            if not isinstance(model.get(key, False), bool):
-                raise ConfigError(f"model.{key}={model.get(key)!r} must be true or false.")
+            check_flag(f"model.{key}", model.get(key, False), ConfigError)
         if model.get("pretrained") and BACKBONES[model.arch].imagenet_weights is None:
             raise ConfigError(
                 f"model.pretrained=true, but model.arch={model.arch!r} has no ImageNet weights; "
@@ -51,18 +40,18 @@ def validate(cfg: DictConfig) -> None:
         _check_localization(localization)
     data = cfg.get("data")
     if data is not None:
-        _check_positive("data.batch_size", data.get("batch_size"))
+        check_positive("data.batch_size", data.get("batch_size"), ConfigError)
         if data.get("num_classes") is not None:  # None: counted from the dataset (classes.txt)
-            _check_positive("data.num_classes", data.get("num_classes"))
+            check_positive("data.num_classes", data.get("num_classes"), ConfigError)
         if not 0.0 < float(data.get("val_fraction", 0.1)) < 1.0:
             raise ConfigError(f"data.val_fraction={data.val_fraction!r} must be in (0, 1).")
         _check_batch_over_devices(data.batch_size, cfg.get("trainer"))
-        _check_choice("data.split", data.get("split", "official"), ("official", "wsol"))
-        _check_choice("data.on_bad_image", data.get("on_bad_image", "error"), ("error", "skip"))
-        _check_choice("data.train_on", data.get("train_on", "train"), ("train", "val"))
-        _check_choice("data.decode_device", data.get("decode_device", "cpu"), ("cpu", "cuda"))
+        check_choice("data.split", data.get("split", "official"), ConfigError, ("official", "wsol"))
+        check_choice("data.on_bad_image", data.get("on_bad_image", "error"), ConfigError, ("error", "skip"))
+        check_choice("data.train_on", data.get("train_on", "train"), ConfigError, ("train", "val"))
+        check_choice("data.decode_device", data.get("decode_device", "cpu"), ConfigError, ("cpu", "cuda"))
         if data.get("eval_batch_size") is not None:
-            _check_positive("data.eval_batch_size", data.get("eval_batch_size"))
+            check_positive("data.eval_batch_size", data.get("eval_batch_size"), ConfigError)
         _check_crop(data)
     check_added_keys(cfg)
 
@@ -88,7 +77,7 @@ def _check_crop(data: DictConfig) -> None:
     crop, resize = data.get("crop_size"), data.get("resize_size")
     if crop is None or resize is None:
         return
-    _check_positive("data.crop_size", crop)
+    check_positive("data.crop_size", crop, ConfigError)
     sizes = [resize] if isinstance(resize, int) else list(resize)
     if crop > min(sizes):
         raise ConfigError(
@@ -172,34 +161,25 @@ def check_added_keys(cfg: DictConfig) -> None:
               f"{where} has: {', '.join(known)}. Fix the key's name (and drop the '+').")
 
 
-def _check_fraction(key: str, value, low_open: bool, high_open: bool) -> None:
-    """``value`` must lie in [0, 1] with the given ends excluded."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (value > 0 if low_open else value >= 0) and (value < 1 if high_open else value <= 1)
-    if not ok:
-        interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
-        raise ConfigError(f"{key}={value!r} must be a number in {interval}.")
-
-
 def _check_localization(localization: DictConfig) -> None:
-    from camexp.callbacks.localization import METHODS
+    from camexp.maps.registry import MAP_SOURCES
 
-    _check_choice("localization.method", localization.get("method"), METHODS)
-    _check_fraction("localization.cam_curve_interval", localization.get("cam_curve_interval"),
-                    low_open=True, high_open=False)
-    _check_fraction("localization.paper_fraction", localization.get("paper_fraction"),
-                    low_open=False, high_open=True)
-    _check_fraction("localization.paper_iou", localization.get("paper_iou"),
-                    low_open=True, high_open=False)
+    check_choice("localization.method", localization.get("method"), ConfigError, MAP_SOURCES)
+    check_fraction("localization.cam_curve_interval", localization.get("cam_curve_interval"),
+                   ConfigError, low_open=True)
+    check_fraction("localization.paper_fraction", localization.get("paper_fraction"), ConfigError,
+                   high_open=True)
+    check_fraction("localization.paper_iou", localization.get("paper_iou"), ConfigError,
+                   low_open=True)
     target_layer = localization.get("target_layer")
     if target_layer is not None and (not isinstance(target_layer, str) or not target_layer):
         raise ConfigError(f"localization.target_layer={target_layer!r} must be a dotted module name "
                           "(e.g. layer4, head, features.29) or null for the network's default.")
     for key in ("relu", "aug_smooth", "eigen_smooth"):
-        if key in localization and not isinstance(localization.get(key), bool):
-            raise ConfigError(f"localization.{key}={localization.get(key)!r} must be true or false.")
+        if key in localization:
+            check_flag(f"localization.{key}", localization.get(key), ConfigError)
     if "posthoc_batch_size" in localization:
-        _check_positive("localization.posthoc_batch_size", localization.get("posthoc_batch_size"))
+        check_positive("localization.posthoc_batch_size", localization.get("posthoc_batch_size"), ConfigError)
     for iou in localization.get("iou_thresholds") or []:
         if not isinstance(iou, (int, float)) or not 1 <= iou <= 100:
             raise ConfigError(

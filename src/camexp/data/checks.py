@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from camexp.core.errors import DatasetError
-from camexp.data.images import read_image
+from camexp.data.images import quiet_decoder_notice, read_image
 from camexp.data.tables import Split, Tables
 
 BAD_IMAGE_KINDS = ("missing image", "unreadable image", "missing mask")
@@ -292,6 +292,7 @@ def check_tables(tables: Tables, num_classes: int, sample: int | None = 8, seed:
     image of the splits in ``full_splits``. The faults found while reading the files
     (``tables.problems``) come first. ``symlinks`` notes the images reached through a
     symbolic link that leads out of the split's images folder (followed, but made visible)."""
+    quiet_decoder_notice()
     found = len(tables.class_names)
     report = Report(tables.description, found, tables.classes_from, notes=list(tables.notes))
     for read in tables.problems:

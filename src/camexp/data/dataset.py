@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,11 +26,6 @@ from camexp.data.samplers import sample_seed
 from camexp.data.transforms import TrainTransform, resize_mask
 
 log = logging.getLogger(__name__)
-
-# torchvision 0.29 announces a move of its decoders to torchcodec; they still decode our PNGs,
-# masks and CMYK JPEGs, and the warning would repeat in every worker.
-warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                        category=DeprecationWarning)
 
 
 class WSOLDataset(Dataset):

@@ -3,6 +3,7 @@ the one place that turns a file into pixels, with one paragraph naming any file 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import simplejpeg
@@ -11,6 +12,15 @@ from torch import Tensor
 from torchvision.io import ImageReadMode, decode_image, read_file
 
 from camexp.core.errors import DatasetError
+
+
+def quiet_decoder_notice() -> None:
+    """Hide torchvision 0.29's notice that its decoders move to torchcodec: they still decode
+    camexp's PNGs, masks and CMYK JPEGs, and the notice would repeat for every image. Called
+    where decoding starts (the data checks, the data module's setup, before its workers
+    start), not at import. Idempotent."""
+    warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                            category=DeprecationWarning)
 
 
 def read_image(path: Path) -> Tensor:

@@ -19,8 +19,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from camexp.core.errors import DatasetError
+from camexp.core.values import check_positive
 from camexp.data.dataset import WSOLDataset, collate
 from camexp.data.device_decode import DECODE_DEVICES, decode_batch, device_decoder_problem
+from camexp.data.images import quiet_decoder_notice
 from camexp.data.metadata import rows_per_class
 from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler
 from camexp.data.tables import Split, Tables, split_train_val
@@ -141,12 +143,9 @@ class WSOLDataModule(L.LightningDataModule):
         # decode every val and test image before training: a bad one found after the whole
         # training would cost the run (they are small next to train)
         self.check_eval_splits = check_eval_splits
-        if val_per_class is not None and (isinstance(val_per_class, bool)
-                                          or not isinstance(val_per_class, int) or val_per_class < 1):
-            raise DatasetError(
-                f"data.val_per_class={val_per_class!r} must be a positive integer (images per "
-                "class kept in the val split) or null (all of them)."
-            )
+        if val_per_class is not None:
+            check_positive("data.val_per_class", val_per_class, DatasetError,
+                           note=" (images per class kept in the val split) or null (all of them)")
         self.val_per_class = val_per_class
         self.tables: Tables | None = None
         self.skipped: list[tuple[str, str, str]] = []  # (split, image id, why) left out
@@ -273,6 +272,7 @@ class WSOLDataModule(L.LightningDataModule):
         pass
 
     def setup(self, stage: str | None = None) -> None:
+        quiet_decoder_notice()  # before the workers start, which inherit it
         tables = self._checked_tables()
         self.datasets = {
             "train": self._dataset(tables.splits["train"], self.train_transform, seed=self.seed,

@@ -18,54 +18,183 @@ they were, so a validation pass during training leaves the optimizer's gradients
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
+from camexp.maps.sources import MapSettings, MapSource
+from camexp.maps.target_layers import camnet_default, resolve_target_layer
 
-@dataclass(frozen=True)
-class MethodSpec:
-    """One post-hoc method: the library class, and what it costs per map."""
+if TYPE_CHECKING:
+    import lightning as L
 
-    class_name: str
-    gradients: bool  # one backward pass per map
-    extra_passes: str  # forward passes besides the one of the image
-    class_specific: bool = True  # False: the same map for every class
-
-
-POSTHOC_METHODS: dict[str, MethodSpec] = {
-    "gradcam": MethodSpec("GradCAM", True, "none"),
-    "hirescam": MethodSpec("HiResCAM", True, "none"),
-    "gradcamelementwise": MethodSpec("GradCAMElementWise", True, "none"),
-    "xgradcam": MethodSpec("XGradCAM", True, "none"),
-    "gradcampp": MethodSpec("GradCAMPlusPlus", True, "none"),
-    "layercam": MethodSpec("LayerCAM", True, "none"),
-    "eigengradcam": MethodSpec("EigenGradCAM", True, "none"),
-    "shapleycam": MethodSpec("ShapleyCAM", True, "none (plus a Hessian-vector product)"),
-    "fullgrad": MethodSpec("FullGrad", True, "none (gradients of every bias layer and the input)"),
-    "randomcam": MethodSpec("RandomCAM", True, "none (random channel weights: a floor)"),
-    "scorecam": MethodSpec("ScoreCAM", False, "one per channel of the target layer"),
-    "ablationcam": MethodSpec("AblationCAM", False, "one per channel of the target layer"),
-    "eigencam": MethodSpec("EigenCAM", False, "none", class_specific=False),
-    "kpcacam": MethodSpec("KPCA_CAM", False, "none", class_specific=False),
-    "fem": MethodSpec("FEM", False, "none", class_specific=False),
-}
-# methods whose cost is one forward pass per channel: they get a progress bar of their own
-PER_CHANNEL = ("scorecam", "ablationcam")
 AUG_SMOOTH_PASSES = 6  # the library's test-time augmentation: 2 flips x 3 brightness factors
+
+
+class PosthocSource(MapSource):
+    """A post-hoc method of the ``grad-cam`` package as a map source: the raw map of a target
+    layer (``localization.target_layer``, else the network's default), for any trained or
+    torchvision network. Each method is a subclass naming the library's class and what one
+    map costs; the few whose library object is built otherwise override :meth:`library_cam`.
+    """
+
+    library_class: ClassVar[str]
+    gradients: ClassVar[bool] = True  # one backward pass per map
+    extra_passes: ClassVar[str] = "none"  # forward passes besides the one of the image
+    class_specific: ClassVar[bool] = True  # False: the same map for every class
+    per_channel: ClassVar[bool] = False  # one forward pass per channel: a progress bar
+    one_pass: ClassVar[bool] = True  # every class from one forward pass of the images
+
+    def __init__(self, settings: MapSettings | None = None) -> None:
+        super().__init__(settings)
+        self.engine: PosthocMaps | None = None
+
+    @classmethod
+    def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int) -> Any:
+        """The library's method object (its raw-map subclass) on ``layer`` of ``net``."""
+        import pytorch_grad_cam
+
+        cam = _raw_class(getattr(pytorch_grad_cam, cls.library_class))(net, [layer])
+        cam.batch_size = batch_size  # Score-CAM reads it (16 otherwise)
+        return cam
+
+    @classmethod
+    def explains(cls, layer: str, channels: int) -> str:
+        """What the method explains, for the line printed at the start."""
+        return f"target layer {layer!r}, {channels} channels"
+
+    @override
+    def start(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Resolve and check the target layer, build the method, say what it costs."""
+        self.close()  # an engine left by a sanity check (it has no epoch end)
+        net, size = pl_module.net, tuple(trainer.datamodule.eval_transform.size)
+        own_default = getattr(pl_module, "default_target_layer", None)
+        default = own_default() if callable(own_default) else camnet_default(net)
+        what = getattr(pl_module, "network_name", type(net).__name__)
+        settings = self.settings
+        name, layer, channels = resolve_target_layer(net, settings.target_layer, default, size, what,
+                                                     device=pl_module.device)
+        self.engine = PosthocMaps(net, self.name, layer, relu=settings.relu,
+                                  aug_smooth=settings.aug_smooth, eigen_smooth=settings.eigen_smooth,
+                                  batch_size=settings.batch_size)
+        self.channels, self.trainer = channels, trainer
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            cost = f"extra forward passes per map: {self.extra_passes}"
+            if self.per_channel:
+                batches = trainer.num_test_batches if stage == "test" else trainer.num_val_batches
+                cost += (f" = {channels}, in chunks of {settings.batch_size}; 6 maps per image "
+                         f"(ground truth + top-5), {sum(batches)} batches: a progress bar per batch")
+            print(f"localization.method={self.name} ({stage}): {self.explains(name, channels)}; "
+                  f"gradients: {self.gradients}; {cost}.")
+
+    @override
+    def class_maps(self, pl_module: L.LightningModule, outputs: dict[str, Tensor],
+                   batch: dict[str, Any], classes: Tensor) -> Tensor:
+        with self._progress(classes) as bar:
+            return self.engine(batch["input"], classes, bar)
+
+    def _progress(self, classes: Tensor):
+        """A bar over the forward chunks of this batch, with its time estimate (Score-CAM and
+        Ablation-CAM only; rank 0)."""
+        from tqdm.auto import tqdm
+
+        total = classes.numel() * self.engine.passes_per_map(self.channels)
+        # always on rank 0: these methods take minutes a batch. On a terminal the bar clears
+        # itself; in a log file it keeps its final line and redraws at most every 30 s.
+        if not total or not self.trainer.is_global_zero:
+            return nullcontext(None)
+        terminal = sys.stderr.isatty()
+        return tqdm(total=total, desc=f"{self.name} forward chunks", leave=not terminal, unit="chunk",
+                    dynamic_ncols=True, mininterval=0.1 if terminal else 30.0)
+
+    @override
+    def close(self) -> None:
+        super().close()
+        if self.engine is not None:
+            self.engine.close()
+            self.engine = None
+
+
+def _method(name: str, library_class: str, **costs: Any) -> type[PosthocSource]:
+    """The source of a post-hoc method that needs only its library class and its costs."""
+    return type(library_class, (PosthocSource,),
+                {"name": name, "library_class": library_class, "__module__": __name__, **costs})
+
+
+class FullGrad(PosthocSource):
+    """FullGrad explains every bias layer and the input, not one target layer."""
+
+    name, library_class = "fullgrad", "FullGrad"
+    extra_passes = "none (gradients of every bias layer and the input)"
+    one_pass = False  # its input gradients: the library's call per class
+
+    @classmethod
+    @override
+    def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int) -> Any:
+        import pytorch_grad_cam
+
+        return _raw_class(pytorch_grad_cam.FullGrad)(net, [])
+
+    @classmethod
+    @override
+    def explains(cls, layer: str, channels: int) -> str:
+        return "target layer every bias layer"
+
+
+PER_CHANNEL_COST = {"gradients": False, "per_channel": True,
+                    "extra_passes": "one per channel of the target layer"}
+CLASS_AGNOSTIC = {"gradients": False, "class_specific": False}
+
+
+class AblationCAM(PosthocSource):
+    """Ablation-CAM takes its chunk size in its constructor."""
+
+    name, library_class = "ablationcam", "AblationCAM"
+    gradients, per_channel, extra_passes = False, True, PER_CHANNEL_COST["extra_passes"]
+
+    @classmethod
+    @override
+    def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int) -> Any:
+        import pytorch_grad_cam
+
+        return _raw_class(pytorch_grad_cam.AblationCAM)(net, [layer], batch_size=batch_size)
+
+
+POSTHOC_METHODS: dict[str, type[PosthocSource]] = {cls.name: cls for cls in (
+    _method("gradcam", "GradCAM"),
+    _method("hirescam", "HiResCAM"),
+    _method("gradcamelementwise", "GradCAMElementWise"),
+    _method("xgradcam", "XGradCAM"),
+    _method("gradcampp", "GradCAMPlusPlus"),
+    _method("layercam", "LayerCAM"),
+    _method("eigengradcam", "EigenGradCAM"),
+    # its second-order graph: the library's call per class
+    _method("shapleycam", "ShapleyCAM", extra_passes="none (plus a Hessian-vector product)",
+            one_pass=False),
+    FullGrad,
+    _method("randomcam", "RandomCAM", extra_passes="none (random channel weights: a floor)"),
+    _method("scorecam", "ScoreCAM", **PER_CHANNEL_COST),
+    AblationCAM,
+    _method("eigencam", "EigenCAM", **CLASS_AGNOSTIC),
+    _method("kpcacam", "KPCA_CAM", **CLASS_AGNOSTIC),
+    _method("fem", "FEM", **CLASS_AGNOSTIC),
+)}
+# methods whose cost is one forward pass per channel: they get a progress bar of their own
+PER_CHANNEL = tuple(name for name, cls in POSTHOC_METHODS.items() if cls.per_channel)
 
 
 def _raw_class(base: type) -> type:
     """A subclass of the library's ``base`` whose output is the raw map (see module doc)."""
-    from pytorch_grad_cam import FullGrad
+    import pytorch_grad_cam as library
     from pytorch_grad_cam.activations_and_gradients import ActivationsAndGradients
 
-    full_grad = issubclass(base, FullGrad)
+    full_grad = issubclass(base, library.FullGrad)
 
     class RawMap(base):  # type: ignore[misc, valid-type]
         relu: bool = True
@@ -186,29 +315,21 @@ class PosthocMaps:
 
     def __init__(self, net: nn.Module, method: str, target_layer: nn.Module, relu: bool = True,
                  aug_smooth: bool = False, eigen_smooth: bool = False, batch_size: int = 32) -> None:
-        import pytorch_grad_cam
-
         if method not in POSTHOC_METHODS:
             raise ValueError(f"method={method!r}; use one of {sorted(POSTHOC_METHODS)}.")
         self.net, self.method, self.spec = net, method, POSTHOC_METHODS[method]
         self.aug_smooth, self.eigen_smooth = aug_smooth, eigen_smooth
         _no_inplace(net)
-        cls = _raw_class(getattr(pytorch_grad_cam, self.spec.class_name))
-        layers = [] if method == "fullgrad" else [target_layer]
-        if method == "ablationcam":
-            self.cam = cls(net, layers, batch_size=batch_size)
-        else:
-            self.cam = cls(net, layers)
-            self.cam.batch_size = batch_size  # Score-CAM reads it (16 otherwise)
+        self.cam = self.spec.library_cam(net, target_layer, batch_size)
         self.cam.relu = relu
         self.batch_size = batch_size
         # one forward pass for all classes, except where the library's own path differs:
-        # test-time augmentation, FullGrad's input gradients, Shapley-CAM's second-order graph
-        self.one_pass = not aug_smooth and method not in ("fullgrad", "shapleycam")
+        # test-time augmentation, and the methods that need the library's call per class
+        self.one_pass = not aug_smooth and self.spec.one_pass
 
     def passes_per_map(self, channels: int) -> int:
         """Forward chunks one map costs Score-CAM/Ablation-CAM (the progress bar's unit)."""
-        per_map = math.ceil(channels / self.batch_size) if self.method in PER_CHANNEL else 0
+        per_map = math.ceil(channels / self.batch_size) if self.spec.per_channel else 0
         return per_map * (AUG_SMOOTH_PASSES if self.aug_smooth else 1)
 
     def __call__(self, inputs: Tensor, classes: Tensor, bar: Any | None = None) -> Tensor:

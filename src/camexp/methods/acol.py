@@ -22,30 +22,37 @@ As the field's benchmark runs it (docs/methods.md, "ACoL"):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camexp.methods.base import Method, check_fraction, normalize_maps, replace_layer
-
-VGG_POOLS = ("trunk.features.4", "trunk.features.9", "trunk.features.16", "trunk.features.23")
-
-
-def _vgg_feature_source(net) -> None:
-    for path in VGG_POOLS:
-        replace_layer(net, path, nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-    net.trunk.add_module("pool5", nn.MaxPool2d(kernel_size=3, stride=1, padding=1))
-    net.trunk.add_module("smooth", nn.AvgPool2d(kernel_size=3, stride=1, padding=1))
+from camexp.core.values import check_fraction
+from camexp.methods.base import Method, normalize_maps, replace_layer
 
 
-# how each backbone's trunk becomes ACoL's feature source (None: the trunk output as it is)
-ACOL_FEATURES = {
-    "vgg16": _vgg_feature_source,
-    "resnet50": None,
-    "resnet18": None,
-    "inception_v3": None,
+@dataclass(frozen=True)
+class SmoothedSource:
+    """A feature source made of the trunk: its ``pools`` (point names) become 3x3 stride-2
+    pad-1 max-pools, then a 3x3 stride-1 max-pool (pool5) and a 3x3 average pool follow it."""
+
+    pools: tuple[str, ...]
+
+    def build(self, method: Method, net) -> None:
+        for name in self.pools:
+            pool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            replace_layer(net, method.point(net, name).path, pool)
+        net.trunk.add_module("pool5", nn.MaxPool2d(kernel_size=3, stride=1, padding=1))
+        net.trunk.add_module("smooth", nn.AvgPool2d(kernel_size=3, stride=1, padding=1))
+
+
+# how a trunk of each backbone family becomes ACoL's feature source (None: its output as it is)
+ACOL_SOURCES: dict[str, SmoothedSource | None] = {
+    "vgg": SmoothedSource(pools=("pool1", "pool2", "pool3", "pool4")),
+    "resnet": None,
+    "inception": None,
     "tiny": None,
 }
 
@@ -68,19 +75,19 @@ class ACoL(Method):
     """
 
     name = "acol"
-    placements = ACOL_FEATURES
+    placements = ACOL_SOURCES
 
     def __init__(self, threshold: float = 0.7) -> None:
         super().__init__()
-        self.threshold = check_fraction(self.name, "threshold", threshold)
+        self.threshold = self.checked(check_fraction, "threshold", threshold)
 
     def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]:
         return 2, width
 
     def edit(self, net) -> None:
-        source = self.placements[net.arch]
+        source = self.placement(net.arch)
         if source is not None:
-            source(net)
+            source.build(self, net)
 
     def branches(self, net) -> nn.Module:
         from camexp.models.layers import head_convs

@@ -8,11 +8,12 @@ call of each layer, for the whole batch, the drop mask with probability ``drop_r
 importance map; output = input x the chosen map. Identity in eval mode, so the map at
 inference is CAM's.
 
-Placements (insert after): VGG16 pool3, conv4_3's ReLU, conv5_3's ReLU; ResNet50 layer3
-block 0, layer4 block 0, layer4's last block; InceptionV3 Mixed_5d, Mixed_6e, the head's
-last conv (before the classifier). camexp adds ResNet18 (as ResNet50) and the tiny CPU net
-(after pool2, conv3's ReLU, conv4's ReLU). The field's Inception ADL head has no dropout;
-camexp's Inception head has none for any method.
+Placements (insert after), per backbone family in point names (:mod:`camexp.models.backbones`):
+VGG16 pool3, conv4_3's ReLU (``stage4``), conv5_3's ReLU (``stage5``); ResNet50 layer3
+block 0 (``stage4.first``), layer4 block 0, layer4's last block; InceptionV3 Mixed_5d
+(``stage3``), Mixed_6e (``stage4``), the head's last conv (before the classifier). camexp adds
+ResNet18 (as ResNet50) and the tiny CPU net (after pool2, conv3's ReLU, conv4's ReLU). The
+field's Inception ADL head has no dropout; camexp's Inception head has none for any method.
 """
 
 from __future__ import annotations
@@ -20,31 +21,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from camexp.core.errors import MethodError
-from camexp.methods.base import Method, check_fraction, insert_after
+from camexp.core.values import check_fraction
+from camexp.methods.base import Method, insert_after
 
-
-def _last(module: nn.Module) -> str:
-    return list(module._modules)[-1]
-
-
-def _after_head(net) -> str:
-    if not net.head._modules:
-        raise MethodError(
-            f"method=adl puts its third layer after the head's last conv on model.arch={net.arch!r}, "
-            "but model.head.num_convs=0 leaves no head: set model.head.num_convs >= 1 (the "
-            "field's InceptionV3 head has 2, conf/model/inceptionv3_gap.yaml)."
-        )
-    return f"head.{_last(net.head)}"
-
-
-# where the three layers go: dotted paths of the modules they follow
-ADL_PLACEMENTS = {
-    "vgg16": lambda net: ["trunk.features.16", "trunk.features.22", "trunk.features.29"],
-    "resnet50": lambda net: ["trunk.layer3.0", "trunk.layer4.0", f"trunk.layer4.{_last(net.trunk.layer4)}"],
-    "resnet18": lambda net: ["trunk.layer3.0", "trunk.layer4.0", f"trunk.layer4.{_last(net.trunk.layer4)}"],
-    "inception_v3": lambda net: ["trunk.Mixed_5d", "trunk.Mixed_6e", _after_head(net)],
-    "tiny": lambda net: ["trunk.features.pool2", "trunk.features.relu3", "trunk.features.relu4"],
+# after which points the three layers go, per backbone family
+ADL_POINTS = {
+    "vgg": ("pool3", "stage4", "stage5"),
+    "resnet": ("stage4.first", "stage5.first", "stage5.last"),
+    "inception": ("stage3", "stage4", "head.last"),
+    "tiny": ("pool2", "stage3", "stage4"),
 }
 
 
@@ -83,13 +68,13 @@ class ADL(Method):
     """
 
     name = "adl"
-    placements = ADL_PLACEMENTS
+    placements = ADL_POINTS
 
     def __init__(self, drop_rate: float = 0.75, threshold: float = 0.9) -> None:
         super().__init__()
-        self.drop_rate = check_fraction(self.name, "drop_rate", drop_rate)
-        self.threshold = check_fraction(self.name, "threshold", threshold)
+        self.drop_rate = self.checked(check_fraction, "drop_rate", drop_rate)
+        self.threshold = self.checked(check_fraction, "threshold", threshold)
 
     def edit(self, net) -> None:
-        for index, path in enumerate(self.placements[net.arch](net), start=1):
-            insert_after(net, path, f"adl{index}", ADLLayer(self))
+        for index, name in enumerate(self.placement(net.arch), start=1):
+            insert_after(net, self.point(net, name).path, f"adl{index}", ADLLayer(self))

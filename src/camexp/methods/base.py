@@ -13,22 +13,44 @@ Hydra's ``_target_``.
 Random draws (hidden patches, CutMix boxes, ADL's choice) come from :attr:`Method.rng`, which
 the LightningModule seeds before every training step from ``(seed, global step, rank)``: the
 same numbers for the same run, and the same after a resume.
+
+Where a method's layers go
+--------------------------
+A method never names a module path of a backbone. Backbones declare named points
+(:mod:`camexp.models.backbones`: ``stage1`` ... ``stage5``, ``pool3``, ``stage4.first``,
+``output``, ...; the network adds ``head.last``), and a method writes its placement in those
+names, one per backbone family (:attr:`Method.placements`, keyed by
+:attr:`~camexp.models.backbones.BackboneSpec.family`; the field states ADL's, ACoL's and SPG's
+placements per family). Inside its hooks a method reaches a point with
+``self.point(net, "stage4")``: a :class:`~camexp.models.backbones.Point` whose ``path`` is
+the dotted path from the network (``"trunk.layer3"``) and ``channels`` its output's channels.
+With that path it inserts a layer after the point (:func:`insert_after`), swaps the module
+there (:func:`replace_layer`, same name so no parameter key moves), keeps its output during
+each forward pass (:class:`FeatureTaps`), or reads the module (:func:`module_at`). A new
+backbone of a known family therefore only declares its points; a method that needs a kind of
+place no backbone declares yet adds the name to the backbones' vocabulary, not a path here
+(a transformer's blocks, say, for a method that edits named blocks). A method that needs more
+than a place (the block attentions, the rest of the network run from a point) gets one more
+hook here, with a default, rather than a branch on the backbone.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camexp.core.errors import MethodError
+from camexp.models.backbones import BACKBONES, Point
 
 if TYPE_CHECKING:
     from camexp.models.cam_net import CAMNet
+
+T = TypeVar("T")
 
 
 class Method:
@@ -36,8 +58,9 @@ class Method:
 
     Attributes:
         name: short name used in messages and reports.
-        placements: backbones (``model.arch``) whose layer placements the method defines; None
-            means the method does not touch the network and runs on any backbone.
+        placements: the method's placement per backbone family (``BackboneSpec.family``), in
+            point names; the backbones of other families are refused. None means the method
+            does not touch the network and runs on any backbone.
         rng: the generator of this training step's random draws (set by the LightningModule).
     """
 
@@ -51,13 +74,36 @@ class Method:
 
     def check(self, arch: str) -> None:
         """Refuse a backbone where the method's stated placement does not exist."""
-        if self.placements is not None and arch not in self.placements:
+        if self.placements is not None and BACKBONES[arch].family not in self.placements:
+            supported = sorted(name for name, spec in BACKBONES.items()
+                               if spec.family in self.placements)
             raise MethodError(
                 f"method={self.name} defines its layer placements for model.arch in "
-                f"{sorted(self.placements)}, not for {arch!r} (docs/methods.md states them "
+                f"{supported}, not for {arch!r} (docs/methods.md states them "
                 f"for VGG16, ResNet50 and InceptionV3). Pick one of those models, or another "
                 "method (cam, has and cutmix run on every backbone)."
             )
+
+    def placement(self, arch: str) -> Any:
+        """The method's placement on backbone ``arch``: its entry for the backbone's family."""
+        self.check(arch)
+        return self.placements[BACKBONES[arch].family]
+
+    def point(self, net: CAMNet, name: str) -> Point:
+        """The network's point ``name`` (its path from ``net`` and its channels)."""
+        points = net.points()
+        if name in points:
+            return points[name]
+        if name.startswith("head."):
+            raise MethodError(
+                f"method={self.name} places a layer at {name!r} (the head's last layer) on "
+                f"model.arch={net.arch!r}, but model.head.num_convs=0 leaves no head: set "
+                "model.head.num_convs >= 1."
+            )
+        raise MethodError(
+            f"method={self.name} places a layer at point {name!r}, which model.arch={net.arch!r} "
+            f"does not declare (it declares {sorted(points)})."
+        )
 
     def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]:
         """The (number of 3x3 convs, width) of the head on the trunk; the model's by default."""
@@ -97,24 +143,17 @@ class Method:
         of an evaluation batch: the class activation maps (docs/protocol.md)."""
         return net.cams(outputs["features"], classes)
 
+    def checked(self, check: Callable[..., T], key: str, value: Any, **rule: Any) -> T:
+        """``value`` of setting ``method.<key>`` through ``check`` (a :mod:`camexp.core.values`
+        check), whose message names this method: ``check_fraction``, ``check_choice``, ..."""
+        return check(f"method.{key}", value, MethodError, context=f"method={self.name}", **rule)
+
     def __repr__(self) -> str:
         settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_") and k != "rng")
         return f"{type(self).__name__}({settings})"
 
 
 # -- helpers shared by methods ------------------------------------------------------------
-
-
-def check_fraction(method: str, key: str, value: Any, low_open: bool = False) -> float:
-    """``value`` as a float in [0, 1] (or (0, 1]), else a :class:`MethodError` naming the key."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (value > 0 if low_open else value >= 0) and value <= 1
-    if not ok:
-        raise MethodError(
-            f"method.{key}={value!r} is not allowed for method={method}: use a number in "
-            f"{'(' if low_open else '['}0, 1]."
-        )
-    return float(value)
 
 
 def normalize_maps(maps: Tensor) -> Tensor:

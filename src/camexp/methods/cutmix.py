@@ -22,8 +22,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
-from camexp.core.errors import MethodError
-from camexp.methods.base import Method, check_fraction
+from camexp.core.values import check_fraction, check_nonnegative
+from camexp.methods.base import Method
 
 
 def cutmix_box(lam: float, center_y: int, center_x: int, height: int, width: int) -> tuple[int, int, int, int]:
@@ -55,13 +55,9 @@ class CutMix(Method):
 
     def __init__(self, beta: float = 1.0, prob: float = 1.0) -> None:
         super().__init__()
-        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta < 0:
-            raise MethodError(
-                f"method.beta={beta!r} is not allowed for method=cutmix: use a number >= 0 "
-                "(the Beta(beta, beta) parameter; 0 disables CutMix)."
-            )
-        self.beta = float(beta)
-        self.prob = check_fraction(self.name, "prob", prob)
+        self.beta = self.checked(check_nonnegative, "beta", beta,
+                                 note=" (the Beta(beta, beta) parameter; 0 disables CutMix)")
+        self.prob = self.checked(check_fraction, "prob", prob)
 
     def transform_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.beta <= 0 or not self.prob > self.rng.random():

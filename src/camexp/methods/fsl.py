@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camexp.core.errors import MethodError
+from camexp.core.values import check_choice
 from camexp.methods.base import Method
 
 TARGETS = ("boxes", "masks")
@@ -48,9 +49,7 @@ class FSL(Method):
 
     def __init__(self, target: str = "boxes") -> None:
         super().__init__()
-        if target not in TARGETS:
-            raise MethodError(f"method.target={target!r} is not allowed for method=fsl: use one of {list(TARGETS)}.")
-        self.target = target
+        self.target = self.checked(check_choice, "target", target, allowed=TARGETS)
 
     def branches(self, net) -> nn.Module:
         foreground = nn.Conv2d(net.classifier.in_features, 1, kernel_size=1)

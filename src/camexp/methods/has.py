@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from camexp.core.errors import MethodError
-from camexp.methods.base import Method, check_fraction
+from camexp.core.values import check_count, check_fraction
+from camexp.methods.base import Method
 
 
 def hide_patches(images: Tensor, grid_size: int, drop_rate: float, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
@@ -47,13 +47,9 @@ class HideAndSeek(Method):
 
     def __init__(self, grid_size: int = 4, drop_rate: float = 0.5) -> None:
         super().__init__()
-        if not isinstance(grid_size, int) or isinstance(grid_size, bool) or grid_size < 0:
-            raise MethodError(
-                f"method.grid_size={grid_size!r} is not allowed for method=has: use the patch "
-                "side in pixels, an integer >= 0 (0 disables hiding)."
-            )
-        self.grid_size = grid_size
-        self.drop_rate = check_fraction(self.name, "drop_rate", drop_rate)
+        self.grid_size = self.checked(check_count, "grid_size", grid_size,
+                                      describe="the patch side in pixels", note=" (0 disables hiding)")
+        self.drop_rate = self.checked(check_fraction, "drop_rate", drop_rate)
 
     def transform_batch(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.grid_size:

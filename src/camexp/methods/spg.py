@@ -22,8 +22,9 @@ As the field's benchmark runs it (docs/methods.md, "SPG"):
   the mask of the fused map (sigmoid(B1) + sigmoid(B2)) / 2 (3h, 3l); total = CE + the three.
 - Map: A4's map of the class (CAM); the branches are not used at inference.
 
-camexp also lays SPG on ResNet18 (as ResNet50, branch width 256) and on the tiny CPU net
-(B1 after conv3, B2 after conv4, branch width 64).
+camexp also lays SPG on ResNet18 (as ResNet50: branches as wide as the tapped stage, 256, and
+C 256) and on the tiny CPU net (B1 after conv3, B2 after conv4, branch width 64). The layouts
+are written per backbone family in point names (:data:`SPG_LAYOUTS`).
 """
 
 from __future__ import annotations
@@ -35,32 +36,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from camexp.methods.base import FeatureTaps, Method, check_fraction, normalize_maps, replace_layer
+from camexp.core.values import check_fraction
+from camexp.methods.base import FeatureTaps, Method, normalize_maps, replace_layer
 
 IGNORE = 255
 
 
 @dataclass(frozen=True)
 class SPGLayout:
-    """Where SPG's branches tap a backbone, and the widths of its layers."""
+    """Where SPG's branches tap a backbone family (point names), and the widths of its layers."""
 
     b1_tap: str
-    b1_channels: int
     b2_tap: str
-    b2_channels: int
     head_convs: int  # A3: 3x3 convs on the trunk (0: the trunk output is A3's)
     head_width: int | None  # None: the model's head.width
-    branch_width: int
-    c_width: int
-    vgg_pool4: bool = False
+    branch_width: int | None  # None: the channels at the B1 tap
+    c_width: int | None  # None: the branch width, at most 512
+    swap_b1_pool: bool = False  # the B1 tap is a pool, made 3x3 stride 2 pad 1
+
+    def widths(self, b1_channels: int) -> tuple[int, int]:
+        """The width of the B branches and of C."""
+        branch = self.branch_width or b1_channels
+        return branch, self.c_width or min(512, branch)
 
 
 SPG_LAYOUTS = {
-    "vgg16": SPGLayout("trunk.features.23", 512, "trunk.features.29", 512, 2, 512, 512, 512, True),
-    "resnet50": SPGLayout("trunk.layer3.0", 1024, "trunk.layer3", 1024, 0, None, 1024, 512),
-    "resnet18": SPGLayout("trunk.layer3.0", 256, "trunk.layer3", 256, 0, None, 256, 256),
-    "inception_v3": SPGLayout("trunk.Mixed_5d", 288, "trunk.Mixed_6d", 768, 2, 1024, 512, 512),
-    "tiny": SPGLayout("trunk.features.relu3", 96, "trunk.features.relu4", 128, 2, None, 64, 64),
+    "vgg": SPGLayout("pool4", "stage5", 2, 512, 512, 512, swap_b1_pool=True),
+    "resnet": SPGLayout("stage4.first", "stage4", 0, None, None, None),
+    # B2 on Mixed_6d, not Mixed_6e, as the field's code
+    "inception": SPGLayout("stage3", "stage4.block4", 2, 1024, 512, 512),
+    "tiny": SPGLayout("stage3", "stage4", 2, None, 64, 64),
 }
 
 
@@ -127,38 +132,42 @@ class SPG(Method):
         super().__init__()
         for key, value in list(locals().items()):
             if key.startswith("threshold_"):
-                setattr(self, key, check_fraction(self.name, key, value))
+                setattr(self, key, self.checked(check_fraction, key, value))
         self.min_foreground = int(min_foreground)
         self._taps: FeatureTaps | None = None
+        self._tapped: tuple[str, str] = ("", "")
 
     def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]:
-        layout = SPG_LAYOUTS[arch]
+        layout = self.placement(arch)
         return layout.head_convs, layout.head_width or width
 
     def edit(self, net) -> None:
-        layout = SPG_LAYOUTS[net.arch]
-        if layout.vgg_pool4:
-            replace_layer(net, "trunk.features.23", nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
-        self._taps = FeatureTaps(net, [layout.b1_tap, layout.b2_tap])
+        layout = self.placement(net.arch)
+        b1, b2 = self.point(net, layout.b1_tap), self.point(net, layout.b2_tap)
+        if layout.swap_b1_pool:
+            replace_layer(net, b1.path, nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+        self._tapped = (b1.path, b2.path)
+        self._taps = FeatureTaps(net, self._tapped)
 
     def branches(self, net) -> nn.Module:
-        layout = SPG_LAYOUTS[net.arch]
-        width = layout.branch_width
+        layout = self.placement(net.arch)
+        b1, b2 = self.point(net, layout.b1_tap), self.point(net, layout.b2_tap)
+        width, c_width = layout.widths(b1.channels)
         return nn.ModuleDict({
-            "b1": nn.Sequential(*_conv_relu(layout.b1_channels, width)),
-            "b2": nn.Sequential(*_conv_relu(layout.b2_channels, width)),
+            "b1": nn.Sequential(*_conv_relu(b1.channels, width)),
+            "b2": nn.Sequential(*_conv_relu(b2.channels, width)),
             "b_shared": nn.Sequential(*_conv_relu(width, width), _to_one_channel(width)),
-            "c": nn.Sequential(*_conv_relu(net.classifier.in_features, layout.c_width),
-                               _to_one_channel(layout.c_width)),
+            "c": nn.Sequential(*_conv_relu(net.classifier.in_features, c_width),
+                               _to_one_channel(c_width)),
         })
 
     def forward(self, net, images: Tensor, labels: Tensor | None) -> dict[str, Tensor]:
         features = net.features(images)
         outputs = {"logits": net.classify(features), "features": features}
         if net.training:  # the branches only train; the map at inference is A4's
-            layout, branch = SPG_LAYOUTS[net.arch], net.method_layers
-            outputs["b1"] = branch["b_shared"](branch["b1"](self._taps[layout.b1_tap]))
-            outputs["b2"] = branch["b_shared"](branch["b2"](self._taps[layout.b2_tap]))
+            (b1, b2), branch = self._tapped, net.method_layers
+            outputs["b1"] = branch["b_shared"](branch["b1"](self._taps[b1]))
+            outputs["b2"] = branch["b_shared"](branch["b2"](self._taps[b2]))
             outputs["c"] = branch["c"](features)
         return outputs
 

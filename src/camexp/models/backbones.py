@@ -13,13 +13,36 @@ load into it under torchvision's parameter names, and then cut:
 
 AlexNet* is AlexNet with two extra convolutions before the head: that lives in the head
 (``head.num_convs=3``, see ``conf/model/alexnet_star_gap.yaml``), not here.
+
+Named points
+------------
+Each backbone declares the places of its trunk that methods refer to (:class:`Point`: the
+module whose output the place is, and that output's channels), under names that mean the same
+on every backbone, so that a method places its layers by name (:mod:`camexp.methods`) and a new
+backbone declares its points rather than editing each method:
+
+- ``stage1`` ... ``stage5``: where the trunk's k-th stage of convolutions ends, in the conv1 ...
+  conv5 sense (in the uncut network each stage works at one resolution, half the previous one):
+  VGG's last ReLU of conv{k}_x, ResNet's stem ReLU (conv1) then ``layer1`` ... ``layer4``
+  (conv2_x ... conv5_x), InceptionV3's Conv2d_2b, Conv2d_4a, Mixed_5d, Mixed_6e. Only the
+  stages the cut trunk keeps.
+- ``pool1`` ... ``pool4``: the max-pool right after stage k, where the trunk has one.
+- ``stage{k}.first``, ``stage{k}.last``, ``stage{k}.block{n}`` (from 1): the blocks of a stage
+  made of blocks (ResNet's bottlenecks, Inception modules).
+- ``output``: the trunk's output (``out_channels``).
+
+The network adds ``head.last``, the head's last layer (:meth:`camexp.models.CAMNet.points`).
+
+``family`` says which published layout of the methods the trunk follows (the field states
+ADL's, ACoL's and SPG's placements per family: VGG, ResNet, Inception); a method keeps one
+placement per family, written in point names.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,11 +53,25 @@ from torchvision.models.inception import InceptionB
 
 
 @dataclass(frozen=True)
+class Point:
+    """A named place of a network: the dotted path of the module whose output it is, and the
+    channels of that output."""
+
+    path: str
+    channels: int
+
+    def under(self, prefix: str) -> Point:
+        """The same point, its path seen from the module that holds ``prefix``."""
+        return Point(f"{prefix}.{self.path}", self.channels)
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
-    """How to build one trunk.
+    """How to build one trunk, and its named points.
 
     ``make_classifier`` returns the full torchvision network with torchvision's parameter
-    names (ImageNet state dicts load into it); ``cut`` turns it into the trunk.
+    names (ImageNet state dicts load into it); ``cut`` turns it into the trunk. ``points``
+    (paths inside the trunk) and ``family`` are described in the module's docstring.
     """
 
     name: str
@@ -43,6 +80,8 @@ class BackboneSpec:
     out_channels: int
     stride: int
     imagenet_weights: WeightsEnum | None
+    family: str = ""
+    points: Mapping[str, Point] = field(default_factory=dict)
 
 
 class TransformInput(nn.Module):
@@ -150,6 +189,59 @@ class TinyNet(nn.Module):
         return self.features(x)
 
 
+def stage_points(stages: Sequence[tuple[str, int]], pools: Mapping[int, str] | None = None,
+                 prefix: str = "") -> dict[str, Point]:
+    """``stage1``, ``stage2``... at the (path, channels) of each stage's end, ``pool{k}`` at the
+    max-pool after stage k, and ``output`` at the last stage; paths under ``prefix``."""
+    points: dict[str, Point] = {}
+    for number, (path, channels) in enumerate(stages, start=1):
+        points[f"stage{number}"] = points["output"] = Point(prefix + path, channels)
+        if number in (pools or {}):
+            points[f"pool{number}"] = Point(prefix + pools[number], channels)
+    return points
+
+
+def block_points(stage: int, blocks: Sequence[tuple[str, int]]) -> dict[str, Point]:
+    """``stage{k}.block1``, ``.block2``..., ``.first`` and ``.last`` of a stage made of blocks,
+    at the (path, channels) of each block."""
+    points = {f"stage{stage}.block{n}": Point(*block) for n, block in enumerate(blocks, start=1)}
+    points[f"stage{stage}.first"] = Point(*blocks[0])
+    points[f"stage{stage}.last"] = Point(*blocks[-1])
+    return points
+
+
+def resnet_points(blocks: Sequence[int], widths: Sequence[int]) -> dict[str, Point]:
+    """A torchvision ResNet's points from its blocks per layer (ResNet50: 3, 4, 6, 3) and the
+    channels of the stem and of each layer (ResNet50: 64, 256, 512, 1024, 2048)."""
+    layers = [(f"layer{i}", width) for i, width in enumerate(widths[1:], start=1)]
+    points = stage_points([("relu", widths[0]), *layers], pools={1: "maxpool"})
+    for stage, ((layer, width), count) in enumerate(zip(layers, blocks, strict=True), start=2):
+        points.update(block_points(stage, [(f"{layer}.{i}", width) for i in range(count)]))
+    return points
+
+
+# VGG16's features: each stage's last ReLU and the pool after it (pool5 is cut away)
+VGG16_POINTS = stage_points([("3", 64), ("8", 128), ("15", 256), ("22", 512), ("29", 512)],
+                            pools={1: "4", 2: "9", 3: "16", 4: "23"}, prefix="features.")
+ALEXNET_POINTS = stage_points([("1", 64), ("4", 192), ("7", 384), ("9", 256), ("11", 256)],
+                              pools={1: "2", 2: "5"}, prefix="features.")
+GOOGLENET_POINTS = {
+    **stage_points([("conv1", 64), ("conv3", 192), ("inception3b", 480), ("inception4e", 832)],
+                   pools={1: "maxpool1", 2: "maxpool2", 3: "maxpool3"}),
+    **block_points(3, [("inception3a", 256), ("inception3b", 480)]),
+    **block_points(4, [("inception4a", 512), ("inception4b", 512), ("inception4c", 512),
+                       ("inception4d", 528), ("inception4e", 832)]),
+}
+INCEPTION_V3_POINTS = {
+    **stage_points([("Conv2d_2b_3x3", 64), ("Conv2d_4a_3x3", 192), ("Mixed_5d", 288),
+                    ("Mixed_6e", 768)], pools={1: "maxpool1", 2: "maxpool2"}),
+    **block_points(3, [("Mixed_5b", 256), ("Mixed_5c", 288), ("Mixed_5d", 288)]),
+    **block_points(4, [(f"Mixed_6{c}", 768) for c in "abcde"]),
+}
+TINY_POINTS = stage_points([("relu1", 24), ("relu2", 48), ("relu3", 96), ("relu4", 128)],
+                           pools={1: "pool1", 2: "pool2", 3: "pool3"}, prefix="features.")
+
+
 def _googlenet() -> nn.Module:
     # aux_logits=True so that torchvision's state dict (which has aux1/aux2) loads strictly.
     return tvm.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=True)
@@ -163,17 +255,20 @@ BACKBONES: dict[str, BackboneSpec] = {
     spec.name: spec
     for spec in [
         BackboneSpec("vgg16", lambda: tvm.vgg16(weights=None), _cut_vgg16, 512, 16,
-                     tvm.VGG16_Weights.IMAGENET1K_V1),
+                     tvm.VGG16_Weights.IMAGENET1K_V1, "vgg", VGG16_POINTS),
         BackboneSpec("googlenet", _googlenet, _cut_googlenet, 832, 16,
-                     tvm.GoogLeNet_Weights.IMAGENET1K_V1),
+                     tvm.GoogLeNet_Weights.IMAGENET1K_V1, "googlenet", GOOGLENET_POINTS),
         BackboneSpec("alexnet", lambda: tvm.alexnet(weights=None), _cut_alexnet, 256, 16,
-                     tvm.AlexNet_Weights.IMAGENET1K_V1),
+                     tvm.AlexNet_Weights.IMAGENET1K_V1, "alexnet", ALEXNET_POINTS),
         BackboneSpec("resnet50", lambda: tvm.resnet50(weights=None), _cut_resnet, 2048, 16,
-                     tvm.ResNet50_Weights.IMAGENET1K_V1),
+                     tvm.ResNet50_Weights.IMAGENET1K_V1, "resnet",
+                     resnet_points((3, 4, 6, 3), (64, 256, 512, 1024, 2048))),
         BackboneSpec("resnet18", lambda: tvm.resnet18(weights=None), _cut_resnet, 512, 16,
-                     tvm.ResNet18_Weights.IMAGENET1K_V1),
+                     tvm.ResNet18_Weights.IMAGENET1K_V1, "resnet",
+                     resnet_points((2, 2, 2, 2), (64, 64, 128, 256, 512))),
         BackboneSpec("inception_v3", _inception_v3, _cut_inception_v3, 768, 8,
-                     tvm.Inception_V3_Weights.IMAGENET1K_V1),
-        BackboneSpec("tiny", TinyNet, lambda model: _children(model, ["features"]), 128, 8, None),
+                     tvm.Inception_V3_Weights.IMAGENET1K_V1, "inception", INCEPTION_V3_POINTS),
+        BackboneSpec("tiny", TinyNet, lambda model: _children(model, ["features"]), 128, 8, None,
+                     "tiny", TINY_POINTS),
     ]
 }

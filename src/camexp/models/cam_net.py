@@ -8,6 +8,7 @@ forward pass gives both the classification and the maps.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camexp.core.errors import WeightsError
-from camexp.models.backbones import BACKBONES
+from camexp.models.backbones import BACKBONES, Point
 from camexp.models.layers import GlobalPool, Pool, head_convs
 from camexp.models.weights import download_imagenet_state_dict, load_trunk_state, read_state_dict
 
@@ -100,7 +101,9 @@ class CAMNet(nn.Module):
         head_num_convs, head_width = self.method.head_shape(arch, head_num_convs, head_width)
 
         self.trunk = spec.cut(spec.make_classifier())
+        self.trunk_points = _checked_points(arch, spec.points, self.trunk)
         self.head = head_convs(spec.out_channels, head_num_convs, head_width)
+        self.head_channels = head_width if head_num_convs else spec.out_channels
         self.pool = GlobalPool(pool)
         self.classifier = nn.Linear(head_width if head_num_convs else spec.out_channels, num_classes)
         nn.init.normal_(self.classifier.weight, 0.0, 0.01)
@@ -118,6 +121,15 @@ class CAMNet(nn.Module):
 
         if is_camnet_file:
             self._load_camnet_state(external, weights_path)
+
+    def points(self) -> dict[str, Point]:
+        """The named points of the network (paths from it): the backbone's, under ``trunk``
+        (:mod:`camexp.models.backbones`), and ``head.last``, the head's last layer, when the
+        head has layers."""
+        points = {name: point.under("trunk") for name, point in self.trunk_points.items()}
+        if self.head._modules:
+            points["head.last"] = Point(f"head.{list(self.head._modules)[-1]}", self.head_channels)
+        return points
 
     def features(self, images: Tensor) -> Tensor:
         """(B, 3, H, W) normalized images -> (B, C, h, w) maps ``f_k`` that feed the pooling."""
@@ -180,3 +192,13 @@ class CAMNet(nn.Module):
             )
         self.load_state_dict(state, strict=True)
 
+
+def _checked_points(arch: str, points: Mapping[str, Point], trunk: nn.Module) -> dict[str, Point]:
+    """The backbone's declared points, each checked to name a module of its trunk."""
+    for name, point in points.items():
+        try:
+            trunk.get_submodule(point.path)
+        except AttributeError:
+            raise ValueError(f"Backbone {arch!r} declares point {name!r} at {point.path!r}, which its "
+                             "trunk does not have: fix its points in camexp.models.backbones.") from None
+    return dict(points)

@@ -21,10 +21,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from camexp.data.samplers import sample_seed
 from camexp.data.transforms import normalize_images
-from camexp.methods import CAM, Method
+from camexp.methods.base import Method
+from camexp.methods.cam import CAM
 from camexp.models import CAMNet
 from camexp.modules.acceleration import (
     batch_to_channels_last,
@@ -64,7 +66,7 @@ class CAMClassifier(L.LightningModule):
         head: ``{"num_convs": int, "width": int}``, the layers added on the trunk.
         optim: ``{"lr", "momentum", "nesterov", "weight_decay", "head_lr_mult"}``.
         scheduler: ``{"name": "step"|"cosine"|"none", "step_size": epochs, "gamma": float}``.
-        method: the ``method`` config (``{"_target_": "camexp.methods.ADL", ...}``); CAM if None.
+        method: the ``method`` config (``{"_target_": "camexp.methods.adl.ADL", ...}``); CAM if None.
         seed: seeds the method's random draws per step, with the global step and the rank.
         channels_last: the network's weights and the batches in channels-last memory format.
         compile: ``torch.compile`` the network's trunk and head (:mod:`camexp.modules.acceleration`).
@@ -117,11 +119,13 @@ class CAMClassifier(L.LightningModule):
             for name, k in (("acc_top1", 1), ("acc_top5", top_k))
         })
 
+    @override
     def forward(self, images: Tensor) -> Tensor:
         """Logits for normalized images (B, 3, H, W)."""
         return self.net(images)
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+    @override
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         # Batches travel as uint8; normalize on the device, keep the pixels for pictures.
         batch["input"] = normalize_images(batch["image"])
         if self.channels_last:
@@ -131,7 +135,8 @@ class CAMClassifier(L.LightningModule):
     def _compile_errors(self):
         return compile_errors(self.compiled, self.method.name, self.net.arch)
 
-    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+    @override
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
         # the method's draws: a function of (seed, step, rank), so runs repeat and resume exactly
         self.method.rng = np.random.default_rng(sample_seed(self.seed, self.global_step, self.global_rank))
         batch = self.method.transform_batch(batch)
@@ -142,6 +147,7 @@ class CAMClassifier(L.LightningModule):
                  batch_size=len(batch["label"]))
         return loss
 
+    @override
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         # inductor compiles the backward graph at the first backward pass
         with self._compile_errors():
@@ -166,10 +172,12 @@ class CAMClassifier(L.LightningModule):
         the outputs of :meth:`validation_step`/:meth:`test_step` (no second forward pass)."""
         return self.method.maps(self.net, outputs, classes)
 
-    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
+    @override
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
+    @override
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         return self._evaluate(batch, "test")
 
     def lr_factor(self, epoch: int) -> float:
@@ -187,12 +195,14 @@ class CAMClassifier(L.LightningModule):
             return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
         return 1.0
 
+    @override
     def on_train_epoch_start(self) -> None:
         factor = self.lr_factor(self.current_epoch)
         for optimizer in self.trainer.optimizers:
             for group in optimizer.param_groups:
                 group["lr"] = group["base_lr"] * factor
 
+    @override
     def configure_optimizers(self) -> torch.optim.Optimizer:
         optim = self.optim
         groups = [

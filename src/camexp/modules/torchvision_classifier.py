@@ -12,6 +12,7 @@ picture (docs/protocol.md); set ``data.eval_size`` to the enum's crop size (224 
 from __future__ import annotations
 
 import types
+from typing import Any
 
 import lightning as L
 import torch
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from camexp.core.errors import WeightsError
 from camexp.maps.target_layers import torchvision_default
@@ -119,10 +121,12 @@ class TorchvisionClassifier(L.LightningModule):
     def default_target_layer(self) -> str | None:
         return torchvision_default(self.hparams.name, self.net)
 
+    @override
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
 
-    def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+    @override
+    def on_after_batch_transfer(self, batch: dict[str, Any], dataloader_idx: int) -> dict[str, Any]:
         image = batch["image"]
         if not self.checked_size and tuple(image.shape[-2:]) != (self.crop_size, self.crop_size):
             rank_zero_warn(
@@ -134,7 +138,8 @@ class TorchvisionClassifier(L.LightningModule):
         batch["input"] = (image.float() / 255.0 - self.mean) / self.std
         return batch
 
-    def test_step(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
+    @override
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Tensor]:
         logits = self.net(batch["input"])
         size = len(logits)
         self.log("test/loss", F.cross_entropy(logits, batch["label"]), on_epoch=True,

@@ -127,6 +127,21 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 INIT_ONLY = ("pretrained", "weights_path")
 
 
+def _same_setting(key: str, stored: Any, configured: Any) -> bool:
+    """Equal values, or two ``_target_`` names of the same class (a checkpoint written before a
+    class moved stores its former name, e.g. ``camexp.methods.ACoL``)."""
+    if stored == configured:
+        return True
+    if not key.endswith("_target_") or not isinstance(stored, str) or not isinstance(configured, str):
+        return False
+    from hydra.utils import get_object
+
+    try:
+        return get_object(stored) is get_object(configured)
+    except Exception:  # a name that no longer resolves differs
+        return False
+
+
 def check_resume_compatible(path: str | Path, model: L.LightningModule) -> None:
     """Refuse to resume ``model`` from a checkpoint of another network, naming what differs.
 
@@ -140,8 +155,8 @@ def check_resume_compatible(path: str | Path, model: L.LightningModule) -> None:
     stored = _flat(checkpoint_hyperparameters(path))
     configured = _flat(dict(getattr(model, "hparams", {}) or {}))
     differ = [key for key in sorted(set(stored) | set(configured))
-              if key.split(".")[0] not in INIT_ONLY and stored.get(key, "<unset>")
-              != configured.get(key, "<unset>")]
+              if key.split(".")[0] not in INIT_ONLY
+              and not _same_setting(key, stored.get(key, "<unset>"), configured.get(key, "<unset>"))]
     described = "; ".join(f"model.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
                           f"{configured.get(key, '<unset>')!r} configured" for key in differ[:12])
     theirs = {k: tuple(v.shape) for k, v in state.get("state_dict", {}).items()

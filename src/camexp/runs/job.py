@@ -21,12 +21,16 @@ from camexp.callbacks.health import run_warnings
 from camexp.config.validate import validate
 from camexp.core.messages import say, silence_framework_notices, summary_line
 
-# Two notices that say nothing to a camexp user: the module's on_after_batch_transfer (uint8
-# batches normalized on the device) is meant to win over the DataModule's, and Lightning 2.6
-# calls a torch 2.14 pytree API that torch marks deprecated.
-warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`")
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-silence_framework_notices()
+
+def quiet_framework_notices() -> None:
+    """Hide what Lightning says that means nothing to a camexp user, where the trainer is built
+    (not at import: importing camexp changes no warning filter): two warnings, that the
+    module's on_after_batch_transfer (uint8 batches normalized on the device) wins over the
+    DataModule's, as meant, and that Lightning 2.6 calls a torch 2.14 pytree API torch marks
+    deprecated; and the notices of :func:`silence_framework_notices`. Idempotent."""
+    warnings.filterwarnings("ignore", message=".*overridden `on_after_batch_transfer`")
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    silence_framework_notices()
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -108,6 +112,7 @@ def one_job() -> Iterator[None]:
 
 
 def build_trainer(cfg: DictConfig) -> L.Trainer:
+    quiet_framework_notices()
     keep_ddp_processes_in_this_job()
     return instantiate(
         cfg.trainer,

@@ -20,6 +20,7 @@ import torch
 import yaml
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
+from typing_extensions import override
 
 from camexp.core.messages import say
 from camexp.runs.info import SETTINGS_FILE, training_method
@@ -118,8 +119,8 @@ def _overridden(overrides: list[str], group: str) -> tuple[set[str], str | None]
     ``synthetic.seed``) and the group option chosen (``data=cub`` -> ``cub``)."""
     paths: set[str] = set()
     option = None
-    for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
+    for given in overrides:
+        key, _, value = given.lstrip("+~").partition("=")
         if key == group:
             option = value
         elif key.startswith(f"{group}."):
@@ -234,9 +235,12 @@ class RunSettings(L.Callback):
     def from_config(cls, cfg: DictConfig) -> RunSettings:
         return cls(settings_of(cfg), cfg.paths.output_dir)
 
+    @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.is_global_zero and stage == "fit":
             write_settings(self.settings, self.output_dir)
 
-    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+    @override
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = self.settings

@@ -1,6 +1,7 @@
 """Draw class activation maps over their image, with ground-truth (and predicted) boxes.
 
-Importable without Lightning; uses matplotlib's Agg backend (no display needed).
+Importable without Lightning; draws with matplotlib's object API (``Figure``), which needs no
+backend and no display, and leaves pyplot's state and the user's backend alone.
 """
 
 from __future__ import annotations
@@ -9,14 +10,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.cm import ScalarMappable  # noqa: E402
-from matplotlib.colors import Normalize  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 
 GT_COLOR = "#00ff00"
 
@@ -68,9 +67,8 @@ def draw_cam_panel(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = 1 + len(maps)
-    figure, axes = plt.subplots(1, columns, figsize=(2.6 * columns + 0.6, 3.3), squeeze=False,
-                                layout="constrained")
-    axes = axes[0]
+    figure = Figure(figsize=(2.6 * columns + 0.6, 3.3), layout="constrained")
+    axes = figure.subplots(1, columns, squeeze=False)[0]
     axes[0].imshow(image)
     axes[0].set_title("image + GT box", fontsize=8)
     _draw_boxes(axes[0], gt_boxes, GT_COLOR)
@@ -96,5 +94,4 @@ def draw_cam_panel(
     if title:
         figure.suptitle(title, fontsize=9)
     figure.savefig(path, dpi=100)
-    plt.close(figure)
     return path
