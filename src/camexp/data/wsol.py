@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from camexp.core.errors import DatasetError
 from camexp.data.dataset import WSOLDataset, collate
 from camexp.data.device_decode import DECODE_DEVICES, decode_batch, device_decoder_problem
+from camexp.data.loaders import EpochStartLoader
 from camexp.data.metadata import rows_per_class
 from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler
 from camexp.data.tables import Split, Tables, split_train_val
@@ -347,7 +348,9 @@ class WSOLDataModule(L.LightningDataModule):
         workers = auto_workers(devices) if self.num_workers is None else int(self.num_workers)
         on_gpu = (trainer.strategy.root_device.type == "cuda" if trainer
                   else torch.cuda.is_available())
-        return DataLoader(
+        # training: the workers start at the epoch's first batch, after Lightning's set_epoch
+        loader = EpochStartLoader if train else DataLoader
+        return loader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
