@@ -252,11 +252,30 @@ def test_sigterm_during_the_test_requeues_and_the_resume_tests_again(uninterrupt
     assert not (run_dir / "metrics.json").exists()
     resumed = train_cli(run_dir, data_dir, "resume=auto")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    expected = json.loads((uninterrupted / "metrics.json").read_text())
-    got = json.loads((run_dir / "metrics.json").read_text())
-    for key in ("test/acc_top1", "test/loss", "test/MaxBoxAccV2"):
-        assert got[key] == expected[key], key
+    # every key of an uninterrupted run, the training's (train, val, lr) too (issue 19)
+    assert_same_metrics(uninterrupted, run_dir)
     assert _val_epochs(run_dir) == [0, 1, 2]  # no epoch lost, none logged twice
+    assert json.loads((run_dir / "test_record.json").read_text())["test_evaluations"] == 1
+
+
+@pytest.mark.slow
+def test_resume_of_a_finished_run_reports_it_and_changes_nothing(uninterrupted, tmp_path, data_dir) -> None:
+    run_dir = _copy_run(uninterrupted, tmp_path / "finished")
+    before = _snapshot(run_dir)
+    ledger = run_dir.parent / "outputs" / "test_ledger.jsonl"
+    ledger_before = ledger.read_text() if ledger.is_file() else ""
+    again = train_cli(run_dir, data_dir, "resume=auto")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"camexp: {run_dir} holds a finished run" in again.stdout
+    assert "Nothing was run or changed" in again.stdout and "python -m camexp.eval ckpt_path=" in again.stdout
+    assert _snapshot(run_dir) == before  # metrics.json with its 38 keys, .hydra/ record, curves
+    assert (ledger.read_text() if ledger.is_file() else "") == ledger_before  # no test counted
+    # raising max_epochs makes it unfinished: it trains on (and is tested again)
+    longer = train_cli(run_dir, data_dir, "resume=auto", "trainer.max_epochs=4")
+    assert longer.returncode == 0, longer.stderr[-3000:]
+    assert _val_epochs(run_dir) == [0, 1, 2, 3]
+    assert sorted(json.loads((run_dir / "metrics.json").read_text())) == sorted(
+        json.loads((uninterrupted / "metrics.json").read_text()))
 
 
 def test_resume_picks_the_checkpoint_furthest_in_training_not_the_newest_file(tmp_path: Path) -> None:

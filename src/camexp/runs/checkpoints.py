@@ -223,3 +223,34 @@ def requeue_slurm_job() -> str | None:
     return f"requeued SLURM job {job}"
 
 
+
+
+def training_complete(path: str | Path, max_epochs: int | None, max_steps: int | None) -> bool:
+    """Whether the checkpoint's training reached ``max_epochs`` epochs (or ``max_steps`` steps),
+    as Lightning's fit loop judges it (``max_epochs`` None: 1000 unless ``max_steps`` is set;
+    -1: no limit). A checkpoint without loop state counts as unfinished."""
+    try:
+        state = _load(Path(path))
+        processed = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+        steps = int(state.get("global_step", 0))
+    except Exception:
+        return False
+    if max_steps not in (None, -1) and steps >= int(max_steps):
+        return True
+    if max_epochs is None:
+        max_epochs = 1000 if max_steps in (None, -1) else -1
+    return int(max_epochs) != -1 and processed >= int(max_epochs)
+
+
+def best_checkpoint(path: str | Path) -> str | None:
+    """The best checkpoint recorded by the ModelCheckpoint state stored in ``path`` (None if none)."""
+    try:
+        callbacks = _load(Path(path)).get("callbacks") or {}
+    except Exception:
+        return None
+    for name, state in callbacks.items():
+        if str(name).startswith("ModelCheckpoint") and isinstance(state, dict):
+            best = state.get("best_model_path")
+            if best:
+                return str(best)
+    return None

@@ -191,6 +191,11 @@ class RunFolder:
         for path in files:
             shutil.copy2(path, copy / path.name)
 
+    def unchanged(self) -> None:
+        """This start changes nothing in the folder (a finished run left alone): put back the
+        record Hydra overwrote."""
+        self.restore_record()
+
     def restore_record(self) -> None:
         """Put back the record of the last successful start (if any)."""
         copy = self.dir / RECORD_DIR / RECORD_COPY
