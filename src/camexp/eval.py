@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.errors import UserError, exit_on_user_error, run_cli
 from camexp.modules.cam_classifier import CAMClassifier
-from camexp.runs.folder import RunFolder
+from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
 from camexp.runs.ledger import record_test_evaluation
 from camexp.runs.settings import apply_training_settings
@@ -83,7 +83,7 @@ def main(cfg: DictConfig) -> None:
 
 def _locked(cfg: DictConfig) -> dict[str, float]:
     """``evaluate`` holding the run folder's lock (one run per folder)."""
-    with RunFolder(cfg.paths.output_dir) as folder:
+    with RunFolder(cfg.paths.output_dir, record=hydra_record(cfg)) as folder:
         folder.started()
         return evaluate(cfg)
 

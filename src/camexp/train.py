@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from camexp.core.errors import exit_on_user_error, run_cli
 from camexp.runs.checkpoints import check_resume_compatible, exit_preempted, resolve_resume
 from camexp.runs.finished import FitMetrics, finished_numbers
-from camexp.runs.folder import RunFolder
+from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data
 from camexp.runs.ledger import record_test_evaluation
 from camexp.runs.loggers import trim_csv_log
@@ -32,7 +32,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     evaluation is counted in the test ledger (``test_record.json``). In a search job
     (``optimized_metric`` set) the metrics also carry ``_objective``, the sweeper's value.
     """
-    with RunFolder(cfg.paths.output_dir) as folder:
+    with RunFolder(cfg.paths.output_dir, record=hydra_record(cfg)) as folder:
         return _train(cfg, folder)
 
 
