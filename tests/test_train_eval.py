@@ -134,3 +134,60 @@ def test_vgg_gap_trains_on_a_cub_folder_unchanged(cub_dir: Path, tmp_path: Path)
     metrics = train(cfg)
     assert {"test/acc_top1", "test/MaxBoxAccV2", "test/PxAP"} <= set(metrics)
     assert len(list((tmp_path / "run" / "cam_pictures").glob("*.png"))) == 2
+
+
+# -- issue 19: eval reads (or refuses) what it needs before the test, and keeps its numbers -------
+
+
+def _copied_run(trained_run, tmp_path: Path) -> Path:
+    import shutil
+
+    output_dir, _ = trained_run
+    run = tmp_path / "copied"
+    shutil.copytree(output_dir, run)
+    (run / ".hydra").mkdir(exist_ok=True)
+    return run
+
+
+@pytest.mark.parametrize("content", [b"seed: [12345\n", b"\xff\xfe\x00bad", b"- a list\n"])
+def test_eval_refuses_an_unreadable_training_record_before_the_test(
+        trained_run, tmp_path: Path, data_dir, monkeypatch, content: bytes) -> None:
+    run = _copied_run(trained_run, tmp_path)
+    (run / ".hydra" / "config.yaml").write_bytes(content)
+    monkeypatch.setattr("camexp.eval.test_or_exit_preempted",
+                        lambda *a: pytest.fail("the test ran before the record was read"))
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"],
+                         tmp_path / "eval", data_dir)
+    with pytest.raises(UserError, match=r"config.yaml, the Hydra record of the run that trained "
+                                        r"last.ckpt, .*Nothing was tested"):
+        evaluate(cfg)
+
+
+def test_eval_writes_its_metrics_before_the_ledger(trained_run, tmp_path: Path, data_dir) -> None:
+    run = _copied_run(trained_run, tmp_path)
+    (tmp_path / "not_a_folder").write_text("")  # the ledger cannot be written under a file
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+                                                   "callbacks.cam_pictures.num_images=1",
+                                                   "trainer.enable_progress_bar=false"],
+                         tmp_path / "eval", data_dir)
+    cfg.paths.log_dir = str(tmp_path / "not_a_folder" / "outputs")
+    with pytest.raises(OSError):
+        evaluate(cfg)
+    assert "test/acc_top1" in json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+
+def test_eval_refuses_an_unreadable_run_settings_file_before_the_test(
+        trained_run, tmp_path: Path, data_dir, monkeypatch) -> None:
+    import torch
+
+    run = _copied_run(trained_run, tmp_path)
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    state.pop("camexp")  # a checkpoint without settings: eval reads run_settings.yaml
+    torch.save(state, run / "checkpoints" / "last.ckpt")
+    (run / "run_settings.yaml").write_text("data: {eval_size: [56, 56]\n")
+    monkeypatch.setattr("camexp.eval.test_or_exit_preempted",
+                        lambda *a: pytest.fail("the test ran before the settings were read"))
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"],
+                         tmp_path / "eval", data_dir)
+    with pytest.raises(UserError, match=r"run_settings.yaml cannot be read .*Nothing was tested"):
+        evaluate(cfg)

@@ -43,6 +43,9 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"Checkpoint {ckpt_path} does not exist. Pass ckpt_path= a .ckpt file written by "
             "camexp.train (its run folder's checkpoints/last.ckpt or the best epoch_*.ckpt)."
         )
+    # the test is counted for the config that trained the checkpoint (its run folder), when
+    # known: read first, so a damaged file costs no evaluation
+    trained = training_record(ckpt_path)
     start_run(cfg, tags_required=False)  # threshold sweeps of one checkpoint need no tags
     # the training run's data and localization settings, unless overridden here (printed)
     apply_training_settings(cfg, ckpt_path)
@@ -67,12 +70,34 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     trainer = build_trainer(cfg)
     test_or_exit_preempted(trainer, model, datamodule)
+    numbers = finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)  # first: kept
     if trainer.is_global_zero:
-        # counted for the config that trained the checkpoint (its run folder), when known
-        trained = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
-        tested = OmegaConf.load(trained) if trained.is_file() else cfg
-        record_test_evaluation(tested, cfg.paths.log_dir, cfg.paths.output_dir, "eval")
-    return finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)
+        record_test_evaluation(trained or cfg, cfg.paths.log_dir, cfg.paths.output_dir, "eval")
+    return numbers
+
+
+def training_record(ckpt_path: Path) -> DictConfig | None:
+    """The Hydra config of the run that wrote ``ckpt_path`` (its ``.hydra/config.yaml``), None
+    when it has none; a file that cannot be read stops the evaluation before the test."""
+    trained = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
+    if not trained.is_file():
+        return None
+    try:
+        loaded = OmegaConf.load(trained)
+    except Exception as error:  # YAML syntax, undecodable bytes, unreadable file
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise UserError(
+            f"{trained}, the Hydra record of the run that trained {ckpt_path.name}, cannot be "
+            f"read ({reason}); camexp.eval counts its test evaluation in the test ledger under "
+            "that run's config. Restore the file from a copy of the run folder, or move it out "
+            "of .hydra/ to count the evaluation under this eval's own config. Nothing was tested."
+        ) from None
+    if not isinstance(loaded, DictConfig):
+        raise UserError(
+            f"{trained}, the Hydra record of the run that trained {ckpt_path.name}, holds no "
+            "config (not a YAML mapping). Restore the file from a copy of the run folder, or "
+            "move it out of .hydra/. Nothing was tested.")
+    return loaded
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")

@@ -69,17 +69,18 @@ def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
         # a training resumed at its end (its test was stopped) logs nothing: its numbers come
         # from the checkpoint, so metrics.json keeps them
         metrics = fit_metrics.final(trainer)
-        if cfg.get("test", True):
+        tested = bool(cfg.get("test", True))
+        if tested:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
             metrics.update(trainer.callback_metrics)
-            if trainer.is_global_zero:
-                record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train")
     except SIGTERMException:
         fitting = trainer.state.fn == "fit" or not trainer.state.fn
         exit_preempted(trainer, f"saved {checkpoint_dir / 'preempted.ckpt'}" if fitting else
                        f"stopped during the test; training is complete in {checkpoint_dir}")
-    numbers = finish_run(trainer, metrics, cfg.paths.output_dir)
+    numbers = finish_run(trainer, metrics, cfg.paths.output_dir)  # first: the numbers are kept
+    if tested and trainer.is_global_zero:
+        record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train")
     if cfg.get("optimized_metric"):
         numbers["_objective"] = objective_value(cfg, trainer, numbers)
     return numbers
