@@ -191,3 +191,15 @@ def test_eval_refuses_an_unreadable_run_settings_file_before_the_test(
                          tmp_path / "eval", data_dir)
     with pytest.raises(UserError, match=r"run_settings.yaml cannot be read .*Nothing was tested"):
         evaluate(cfg)
+
+
+def test_a_train_split_smaller_than_a_batch_is_refused_before_training(tmp_path: Path, data_dir) -> None:
+    """40 training images at batch 64: Lightning would take no step, test the untrained
+    network and write its metrics (issue 19); the run stops first, with the numbers and the fix."""
+    overrides = [o for o in TINY_SYNTHETIC if not o.startswith("data.batch_size=")]
+    cfg = compose_config("train", overrides + QUICK_FIT + ["data.batch_size=64"], tmp_path / "run", data_dir)
+    with pytest.raises(UserError, match=r"Nothing to train: the train split .* has 40 image\(s\), fewer "
+                                        r"than one batch of data.batch_size=64.*at most 40"):
+        train(cfg)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert not (tmp_path / "run" / "test_record.json").exists()
