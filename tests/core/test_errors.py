@@ -72,6 +72,17 @@ def test_output_folder_that_cannot_be_written_is_one_paragraph(tmp_path: Path) -
     assert done.stderr.startswith(f"camexp: OutputFolderError: cannot write {blocker}/run (Not a directory). "
                                   "Point the run at a folder you can write: hydra.run.dir=")
     assert "Traceback" not in done.stderr
+    # the run folder at an existing file, or where no folder can be created (issue 19)
+    for run_dir, why in ((blocker, f"cannot create the folder {blocker}: a file of that name is in the way"),
+                         (Path("/proc/camexp_none/run"), "cannot create the folder /proc/camexp_none (No such "
+                                                         "file or directory)")):
+        done = subprocess.run([sys.executable, "-m", "camexp.eval_maps", f"maps_dir={tmp_path}",
+                               f"metadata_dir={tmp_path}", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"camexp: OutputFolderError: {why}. Point the run at a folder"), done.stderr
+        assert "Traceback" not in done.stderr
     # Hydra's own mistakes still read as Hydra writes them
     typo = subprocess.run([sys.executable, "-m", "camexp.eval_maps", "no_such_key=1"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})

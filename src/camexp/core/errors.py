@@ -148,6 +148,28 @@ class OutputFolderError(UserError):
 UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
 
 
+def output_folder_problem(error: OSError) -> str | None:
+    """What keeps a run folder (or a file in it) from being written, or None when ``error`` is
+    another fault: no permission, a full disk, a file where a folder should be, a path that
+    cannot be created (``hydra.run.dir`` at an existing file, under ``/proc``, ...)."""
+    where = error.filename or "the run folder"
+    if error.errno in UNWRITABLE:
+        return f"cannot write {where} ({os.strerror(error.errno)})"
+    if error.errno in (errno.EEXIST, errno.ENOENT) and _creating_a_folder(error):
+        if error.errno == errno.EEXIST:
+            return f"cannot create the folder {where}: a file of that name is in the way"
+        return f"cannot create the folder {where} ({os.strerror(error.errno)})"
+    return None
+
+
+def _creating_a_folder(error: OSError) -> bool:
+    """Whether ``error`` was raised creating a folder (``mkdir``/``makedirs``)."""
+    traceback, last = error.__traceback__, None
+    while traceback is not None:
+        last, traceback = traceback.tb_frame.f_code.co_name, traceback.tb_next
+    return last in ("mkdir", "makedirs")
+
+
 def run_cli(main: Callable[[], None]) -> None:
     """Run a ``@hydra.main`` entry point so that an output folder that cannot be written is
     one paragraph (exit 2), not Hydra's traceback.
@@ -171,11 +193,11 @@ def run_cli(main: Callable[[], None]) -> None:
             sys.stderr.write(f"{error.__cause__}\n")
         sys.exit(1)
     except OSError as error:
-        if error.errno not in UNWRITABLE:
+        problem = output_folder_problem(error)
+        if problem is None:
             raise
         print_user_error(OutputFolderError(
-            f"cannot write {error.filename or 'the run folder'} ({os.strerror(error.errno)}). "
-            "Point the run at a folder you can write: hydra.run.dir=/path/to/run (or "
+            f"{problem}. Point the run at a folder you can write: hydra.run.dir=/path/to/run (or "
             "paths.log_dir=/path/to/outputs, or hydra.sweep.dir= for a multirun), or free space "
             "on that disk."))
         sys.exit(2)
