@@ -56,12 +56,13 @@ def assert_same_metrics(expected_run: Path, run: Path) -> None:
             assert got[key] == value, key
 
 
-def train_cli(run_dir: Path, data_dir: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def train_cli(run_dir: Path, data_dir: Path, *extra: str, env: dict | None = None,
+              preexec_fn=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [sys.executable, "-m", "camexp.train", *RESUMABLE_RUN, f"paths.data_dir={data_dir}",
                f"hydra.run.dir={run_dir}", *extra]
     return subprocess.run(command, cwd=run_dir.parent, env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, preexec_fn=preexec_fn)
 
 
 def signal_at(step: int, name: str) -> list[str]:

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,52 @@ def test_checkpoint_of_another_model_names_what_differs(tmp_path: Path) -> None:
         check_resume_compatible(tmp_path / "s.ckpt", other)
     same_net = CAMClassifier("tiny", 10, head={"num_convs": 1, "width": 16}, optim={"lr": 0.5})
     check_resume_compatible(tmp_path / "s.ckpt", same_net)  # only the optimizer differs: allowed
+
+
+# -- issue 19: a checkpoint that cannot be written ------------------------------------------------
+
+
+@contextmanager
+def _file_size_limit(limit: int):
+    """Writes past ``limit`` bytes fail (EFBIG) as on a full disk; SIGXFSZ ignored."""
+    import resource
+
+    previous_signal = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    previous = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, previous[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, previous)
+        signal.signal(signal.SIGXFSZ, previous_signal)
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_paragraph_and_keeps_the_previous(tmp_path: Path) -> None:
+    from camexp.core.errors import OutputFolderError
+
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(4)}}, path)
+    with _file_size_limit(20_000), pytest.raises(OutputFolderError) as error:
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(100_000)}}, path)
+    assert str(error.value).startswith(f"cannot write checkpoint {path} (the write failed: a full "
+                                       "disk, a quota or a file-size limit; ")
+    assert "the previous last.ckpt is intact" in str(error.value) and "resume=auto" in str(error.value)
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["w"], torch.ones(4))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no partial file left
+
+
+@pytest.mark.slow
+def test_a_full_disk_while_checkpointing_ends_the_run_with_one_paragraph(tmp_path, data_dir) -> None:
+    import resource
+
+    def limited() -> None:  # checkpoints (2.5 MB) fail, the dataset and logs (KBs) do not
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    run_dir = tmp_path / "full"
+    done = train_cli(run_dir, data_dir, "trainer.max_epochs=1", preexec_fn=limited)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "camexp: OutputFolderError: cannot write checkpoint " in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list((run_dir / "checkpoints").glob(".*tmp*"))

@@ -23,7 +23,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from camexp.core.errors import UserError
+from camexp.core.errors import OutputFolderError, UserError
 from camexp.core.messages import say
 
 # EX_TEMPFAIL: "try again later", what a requeued job should do
@@ -43,9 +43,38 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
+        except (OSError, RuntimeError) as error:
+            Path(temporary).unlink(missing_ok=True)
+            if not isinstance(error, OSError) and not _write_failure(error):
+                raise
+            raise OutputFolderError(_unwritten(path, error)) from error
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def _write_failure(error: RuntimeError) -> bool:
+    """torch.save's zip writer reports a failed write (a full disk, a quota, a file-size
+    limit) as a RuntimeError without an errno."""
+    text = str(error)
+    return any(mark in text for mark in ("inline_container", "PytorchStreamWriter", "file write failed"))
+
+
+def _unwritten(path: Path, error: Exception) -> str:
+    """One paragraph: the checkpoint that could not be written, why, and what is intact."""
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free on that disk"
+    except OSError:
+        free = "free space unknown"
+    reason = (os.strerror(error.errno) if isinstance(error, OSError) and error.errno
+              else "the write failed: a full disk, a quota or a file-size limit")
+    kept = (f"the previous {path.name} is intact" if path.exists()
+            else "no earlier checkpoint of that name existed")
+    return (f"cannot write checkpoint {path} ({reason}; {free}); {kept}, and no partial file was "
+            "left. Free space (or move the run folder to a disk with room), then continue with "
+            "the same command and resume=auto.")
 
 
 def _load(path: Path) -> dict:
