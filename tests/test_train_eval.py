@@ -203,3 +203,24 @@ def test_a_train_split_smaller_than_a_batch_is_refused_before_training(tmp_path:
         train(cfg)
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert not (tmp_path / "run" / "test_record.json").exists()
+
+
+def test_eval_refuses_a_method_other_than_the_checkpoints(tmp_path: Path, data_dir, monkeypatch) -> None:
+    """+method=cam on an ACoL checkpoint evaluated ACoL while the eval's record said CAM."""
+    acol = REPO / "tests" / "fixtures" / "old_layout_run" / "checkpoints" / "preempted.ckpt"
+    monkeypatch.setattr("camexp.eval.test_or_exit_preempted", lambda *a: pytest.fail("tested"))
+    for method, expected in (("cam", r"method._target_: 'camexp.methods.ACoL' in the checkpoint, "
+                                     r"'camexp.methods.CAM' asked.*method.threshold: 0.7 in the checkpoint, "
+                                     r"'<unset>' asked.*drop the \+method=... override"),
+                             ("has", r"method._target_: 'camexp.methods.ACoL' in the checkpoint, "
+                                     r"'camexp.methods.HideAndSeek' asked")):
+        cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={acol}", f"+method={method}"],
+                             tmp_path / method, data_dir)
+        with pytest.raises(UserError, match=expected):
+            evaluate(cfg)
+        assert not (tmp_path / method / "metrics.json").exists()
+    # the checkpoint's own method, as stored, is allowed (then evaluated as before)
+    from camexp.eval import check_method
+
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={acol}", "+method=acol"], tmp_path / "same", data_dir)
+    check_method(cfg, acol)

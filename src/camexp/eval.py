@@ -46,6 +46,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     # the test is counted for the config that trained the checkpoint (its run folder), when
     # known: read first, so a damaged file costs no evaluation
     trained = training_record(ckpt_path)
+    check_method(cfg, ckpt_path)
     start_run(cfg, tags_required=False)  # threshold sweeps of one checkpoint need no tags
     # the training run's data and localization settings, unless overridden here (printed)
     apply_training_settings(cfg, ckpt_path)
@@ -74,6 +75,35 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         record_test_evaluation(trained or cfg, cfg.paths.log_dir, cfg.paths.output_dir, "eval")
     return numbers
+
+
+CAM_METHOD = {"_target_": "camexp.methods.CAM"}
+
+
+def check_method(cfg: DictConfig, ckpt_path: Path) -> None:
+    """A ``method`` in the eval config (``+method=...``) must be the checkpoint's own: the
+    network and its maps come from the checkpoint's method, and the eval's record must not
+    name another one."""
+    if cfg.get("method") is None:
+        return
+    from camexp.runs.checkpoints import checkpoint_hyperparameters
+
+    try:
+        stored = checkpoint_hyperparameters(ckpt_path).get("method") or CAM_METHOD
+    except Exception:  # unreadable: load_from_checkpoint reports it with the fix
+        return
+    asked = OmegaConf.to_container(cfg.method, resolve=True) or CAM_METHOD
+    if asked == stored:
+        return
+    differ = ", ".join(f"method.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
+                       f"{asked.get(key, '<unset>')!r} asked"
+                       for key in sorted(set(stored) | set(asked)) if stored.get(key) != asked.get(key))
+    raise UserError(
+        f"{ckpt_path} was trained with another method than the one this eval asks for ({differ}). "
+        "camexp.eval evaluates a checkpoint with the method it was trained with (its network and "
+        "its maps are that method's): drop the +method=... override (the run's record then names "
+        "the checkpoint's method), or pass a checkpoint trained with the method you want."
+    )
 
 
 def training_record(ckpt_path: Path) -> DictConfig | None:
