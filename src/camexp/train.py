@@ -10,7 +10,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from camexp.core.errors import exit_on_user_error, run_cli
-from camexp.runs.checkpoints import check_resume_compatible, exit_preempted, resolve_resume
+from camexp.runs.checkpoints import (
+    check_resume_compatible,
+    exit_interrupted,
+    exit_preempted,
+    resolve_resume,
+    stopped_by_ctrl_c,
+)
 from camexp.runs.finished import FitMetrics, finished_numbers
 from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data
@@ -78,6 +84,13 @@ def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
         fitting = trainer.state.fn == "fit" or not trainer.state.fn
         exit_preempted(trainer, f"saved {checkpoint_dir / 'preempted.ckpt'}" if fitting else
                        f"stopped during the test; training is complete in {checkpoint_dir}")
+    except SystemExit as stop:  # Lightning ends a Ctrl-C with sys.exit(1)
+        if not stopped_by_ctrl_c(stop):
+            raise
+        fitting = trainer.state.fn == "fit"
+        exit_interrupted(f"the checkpoints written so far are in {checkpoint_dir}" if fitting else
+                         f"stopped during the test; training is complete in {checkpoint_dir}",
+                         trainer.is_global_zero)
     numbers = finish_run(trainer, metrics, cfg.paths.output_dir)  # first: the numbers are kept
     if tested and trainer.is_global_zero:
         record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train")

@@ -99,3 +99,16 @@ def test_train_cli_weights_error_exits_2_without_hydra_prefix(tmp_path: Path, da
     assert done.returncode == 2, done.stderr[-3000:]
     assert "camexp: WeightsError: Weights file" in done.stderr
     assert "Error executing job" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_outside_the_trainer_exits_130_without_traceback(capsys) -> None:
+    from camexp.core.errors import run_cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(interrupted)
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.startswith("camexp: interrupted (Ctrl-C). A run stopped while training "
+                                              "continues with the same command and resume=auto")

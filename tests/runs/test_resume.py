@@ -354,3 +354,37 @@ def test_a_full_disk_while_checkpointing_ends_the_run_with_one_paragraph(tmp_pat
     assert "camexp: OutputFolderError: cannot write checkpoint " in done.stderr
     assert "Traceback" not in done.stderr
     assert not list((run_dir / "checkpoints").glob(".*tmp*"))
+
+
+# -- issue 19: Ctrl-C --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_training_exits_130_with_the_resume_hint(tmp_path, data_dir) -> None:
+    run_dir = tmp_path / "interrupted"
+    stopped = train_cli(run_dir, data_dir, *signal_at(7, "SIGINT"))
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert (f"camexp: interrupted (Ctrl-C); the checkpoints written so far are in {run_dir / 'checkpoints'}. "
+            "Re-run the same command with resume=auto") in stopped.stdout
+    assert "Traceback" not in stopped.stderr
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file() and not (run_dir / "metrics.json").exists()
+
+
+def test_ctrl_c_during_an_evaluation_exits_130(capsys) -> None:
+    import sys
+
+    from camexp.runs.job import test_or_exit_preempted
+
+    class Trainer:
+        is_global_zero = True
+
+        def test(self, model, datamodule=None):  # what Lightning does on a KeyboardInterrupt
+            try:
+                raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                sys.exit(1)
+
+    with pytest.raises(SystemExit) as stop:
+        test_or_exit_preempted(Trainer(), None, None)
+    assert stop.value.code == 130
+    assert "camexp: interrupted (Ctrl-C); stopped during the test, nothing was written." in capsys.readouterr().out

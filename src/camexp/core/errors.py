@@ -201,6 +201,11 @@ def run_cli(main: Callable[[], None]) -> None:
             "paths.log_dir=/path/to/outputs, or hydra.sweep.dir= for a multirun), or free space "
             "on that disk."))
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before or after the trainer's stages
+        sys.stderr.write("camexp: interrupted (Ctrl-C). A run stopped while training continues "
+                         "with the same command and resume=auto (and hydra.run.dir=<its run "
+                         "folder>).\n")
+        sys.exit(130)
     except Exception as error:
         exit_if_user_error(error)
         raise

@@ -232,6 +232,23 @@ def exit_preempted(trainer: L.Trainer, what: str) -> None:
     raise SystemExit(PREEMPTED_EXIT_CODE) from None
 
 
+# what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
+INTERRUPTED_EXIT_CODE = 130
+
+
+def stopped_by_ctrl_c(stop: SystemExit) -> bool:
+    """Whether Lightning's ``sys.exit(1)`` after a KeyboardInterrupt is what ``stop`` is."""
+    return isinstance(stop.__context__, KeyboardInterrupt)
+
+
+def exit_interrupted(what: str, main: bool = True) -> None:
+    """Ctrl-C stopped the run (``what``: what is kept): say how to go on, exit 130."""
+    if main:
+        say(f"camexp: interrupted (Ctrl-C); {what}. Re-run the same command with resume=auto "
+            "(and hydra.run.dir=<this run folder>) to continue.")
+    raise SystemExit(INTERRUPTED_EXIT_CODE) from None
+
+
 def requeue_slurm_job() -> str | None:
     """Under SLURM, put this job back in the queue (``scontrol requeue``); returns what was done.
 
