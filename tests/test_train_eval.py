@@ -91,8 +91,17 @@ def test_eval_of_a_truncated_checkpoint_is_a_clear_error(trained_run, tmp_path: 
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((output_dir / "checkpoints" / "last.ckpt").read_bytes()[:5000])
     cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={truncated}"], tmp_path / "eval", data_dir)
-    with pytest.raises(UserError, match=r"Cannot load checkpoint .*truncated.ckpt"):
+    with pytest.raises(UserError, match=r"Cannot load checkpoint .*truncated.ckpt: it is truncated or "
+                                        r"damaged \(5000 bytes; its zip archive cannot be read\)"):
         evaluate(cfg)
+    for name, content, reason in (("empty.ckpt", b"", r"the file is empty \(0 bytes\)"),
+                                  ("text.ckpt", b"e" * 10,
+                                   r"it is not a file written by torch.save \(10 bytes of something else\)")):
+        (tmp_path / name).write_bytes(content)
+        cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={tmp_path / name}"], tmp_path / name[:4],
+                             data_dir)
+        with pytest.raises(UserError, match=rf"Cannot load checkpoint .*{name}: {reason}\. Pass a complete"):
+            evaluate(cfg)
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.errors import UserError, exit_on_user_error, run_cli
 from camexp.modules.cam_classifier import CAMClassifier
+from camexp.runs.checkpoints import checkpoint_hyperparameters, readable_checkpoint
 from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
 from camexp.runs.ledger import record_test_evaluation
@@ -53,11 +54,14 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = prepare_data(cfg)
     # The network is rebuilt from the checkpoint's hyper-parameters; its weights come from
     # the checkpoint, so nothing is downloaded or read from the original weights_path.
+    problem = readable_checkpoint(ckpt_path)  # truncated, empty, foreign pickle: in words
     try:
+        if problem:
+            raise ValueError(problem)
         model = CAMClassifier.load_from_checkpoint(
             ckpt_path, map_location="cpu", pretrained=False, weights_path=None, weights_only=True
         )
-    except Exception as error:  # truncated file, foreign pickle, other architecture
+    except Exception as error:  # unreadable, or of another architecture
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"Cannot load checkpoint {ckpt_path}: {first_line}. Pass a complete .ckpt written by "
@@ -86,8 +90,6 @@ def check_method(cfg: DictConfig, ckpt_path: Path) -> None:
     name another one."""
     if cfg.get("method") is None:
         return
-    from camexp.runs.checkpoints import checkpoint_hyperparameters
-
     try:
         stored = checkpoint_hyperparameters(ckpt_path).get("method") or CAM_METHOD
     except Exception:  # unreadable: load_from_checkpoint reports it with the fix

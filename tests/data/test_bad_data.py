@@ -100,7 +100,8 @@ def test_check_data_lists_every_line_fault_with_file_and_line(tmp_path: Path) ->
     assert f"{cub / 'bounding_boxes.txt'}, line 3: box (nan, 4, 20, 15) of image id 3 is not a number" in text
     assert f"{cub / 'bounding_boxes.txt'}, line 5: negative box size (-3, 15) of image id 5" in text
     assert f"{cub / 'bounding_boxes.txt'}, line 7: box (5, 4, 5, 19)" in text and "zero width or height" in text
-    assert f"{labels}, line 9: image '003.Bird_3/Bird_3_0000_9.jpg' has label 4, outside 0..2" in text
+    # the file's own value and range: CUB numbers its classes from 1 (issue 19)
+    assert f"{labels}, line 9: image '003.Bird_3/Bird_3_0000_9.jpg' has label 5, outside 1..3" in text
     # the same faults stop a run before training, all of them listed
     module = CUBDataModule(str(cub), num_classes=3, val_fraction=0.5, **SMALL)
     with pytest.raises(DatasetError, match=r"^6 problem\(s\) in CUB-200-2011") as error:

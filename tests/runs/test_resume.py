@@ -136,6 +136,26 @@ def test_resume_with_a_bad_ckpt_path_is_a_clear_error(tmp_path: Path) -> None:
     assert resolve_resume("auto", None, tmp_path / "empty") is None
 
 
+@pytest.mark.parametrize("content, reason", [
+    (b"", "the file is empty (0 bytes)"),
+    (b"epoch 3 was fine\n", "it is not a file written by torch.save (17 bytes of something else)"),
+    ("truncated", "it is truncated or damaged ("),
+])
+def test_an_unreadable_checkpoint_is_named_with_the_reason_in_words(tmp_path: Path, capsys, content,
+                                                                    reason: str) -> None:
+    path = tmp_path / "last.ckpt"
+    if content == "truncated":
+        AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.ones(100)}}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UserError) as error:
+        resolve_resume(None, str(path), tmp_path)
+    assert f"cannot be resumed from: {reason}" in str(error.value)
+    assert find_resume_checkpoint(tmp_path) is None
+    assert f"skipping checkpoint {path}: cannot be read ({reason}" in capsys.readouterr().out
+
+
 def test_file_that_would_run_code_is_not_resumed(tmp_path: Path) -> None:
     torch.save({"state_dict": {}, "payload": Path("/")}, tmp_path / "evil.ckpt")
     with pytest.raises(UserError, match="evil.ckpt cannot be resumed from"):

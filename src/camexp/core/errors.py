@@ -81,6 +81,32 @@ def exit_if_user_error(error: BaseException) -> None:
         sys.exit(2)
 
 
+def load_failure(path: str | os.PathLike, error: BaseException) -> str:
+    """Why ``torch.load`` could not read ``path``, in words (torch says ``'101'`` for a text
+    file, ``EOFError`` with no message for an empty one)."""
+    text = " ".join(str(error).split())
+    try:
+        size = os.path.getsize(path)
+    except OSError as missing:
+        return f"it cannot be read ({os.strerror(missing.errno or 0) or missing})"
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    # torch's zip reader answers a truncated archive with EINVAL
+    damaged = isinstance(error, OSError) and error.errno == errno.EINVAL
+    if isinstance(error, OSError) and error.errno and not damaged:
+        return f"it cannot be read ({os.strerror(error.errno)})"
+    if "Weights only load failed" in text:
+        return ("it holds objects other than tensors and plain values, which could run code "
+                "when loaded, so it is refused")
+    if damaged or "central directory" in text or "zip archive" in text or isinstance(error, EOFError):
+        return (f"it is truncated or damaged ({size} bytes; its zip archive cannot be read), "
+                "e.g. a copy or download that stopped early")
+    if isinstance(error, (KeyError, IndexError, ValueError)) or "magic number" in text \
+            or "pickle" in text.lower() or "load key" in text:
+        return f"it is not a file written by torch.save ({size} bytes of something else)"
+    return text or type(error).__name__
+
+
 # -- the user errors of each room (raised where the fault is found) ---------------------------
 
 

@@ -173,13 +173,14 @@ def _check_split(split: Split, num_classes: int, classes_from: str, sample: int 
             first[image_id] = row
 
     # labels
+    base = split.label_base  # the file's own numbering (CUB's from 1)
     for row in np.flatnonzero((split.labels < 0) | (split.labels >= num_classes)):
         problems.append(Problem(
             "label out of range", name,
             f"{split.label_origin(row)}: image {split.ids[row]!r} has label "
-            f"{split.labels[row]}, outside 0..{num_classes - 1} ({classes_from} defines "
-            f"{num_classes} classes). Fix the label, or data.num_classes if the classes changed.",
-            int(row), split.ids[row]))
+            f"{split.labels[row] + base}, outside {base}..{num_classes - 1 + base} ({classes_from} "
+            f"defines {num_classes} classes). Fix the label, or data.num_classes if the classes "
+            "changed.", int(row), split.ids[row]))
 
     # images (and masks) on disk
     present = existing(split.images_root, split.ids)

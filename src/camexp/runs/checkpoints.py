@@ -23,7 +23,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from camexp.core.errors import OutputFolderError, UserError
+from camexp.core.errors import OutputFolderError, UserError, load_failure
 from camexp.core.messages import say
 
 # EX_TEMPFAIL: "try again later", what a requeued job should do
@@ -81,14 +81,10 @@ def _load(path: Path) -> dict:
     """The checkpoint dict, tensors memory-mapped (nothing is read until used)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+    except Exception:  # the legacy format, or a file mmap cannot map: the plain load says why
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _problem(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def readable_checkpoint(path: Path) -> str | None:
@@ -106,7 +102,7 @@ def checkpoint_progress(path: Path) -> tuple[int, int] | str:
     try:
         state = _load(path)
     except Exception as error:
-        return _problem(error)
+        return load_failure(path, error)
     if not isinstance(state, dict) or "state_dict" not in state:
         return "it holds no 'state_dict'"
     return int(state.get("global_step", -1)), int(state.get("epoch", -1))
