@@ -233,3 +233,19 @@ def test_eval_refuses_a_method_other_than_the_checkpoints(tmp_path: Path, data_d
 
     cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={acol}", "+method=acol"], tmp_path / "same", data_dir)
     check_method(cfg, acol)
+
+
+def test_a_finished_search_trial_returns_its_recorded_objective(tmp_path: Path) -> None:
+    """A requeued sweep re-runs its finished trials with resume=auto: they are left alone and
+    give the sweeper the value their trial.json recorded (the best epoch's), not a recomputed one."""
+    import json as _json
+
+    from omegaconf import OmegaConf
+
+    from camexp.train import _stored_objective
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "optimized_metric": "val/MaxBoxAccV2"})
+    numbers = {"val/MaxBoxAccV2": 40.0}
+    assert _stored_objective(cfg, numbers) == 40.0  # no trial.json: the metric of metrics.json
+    (tmp_path / "trial.json").write_text(_json.dumps({"status": "complete", "value": 42.5}))
+    assert _stored_objective(cfg, numbers) == 42.5
