@@ -44,6 +44,12 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"Checkpoint {ckpt_path} does not exist. Pass ckpt_path= a .ckpt file written by "
             "camexp.train (its run folder's checkpoints/last.ckpt or the best epoch_*.ckpt)."
         )
+    problem = readable_checkpoint(ckpt_path)  # empty, truncated, foreign pickle: in words
+    if problem:
+        raise UserError(
+            f"Cannot load checkpoint {ckpt_path}: {problem}. Pass a complete .ckpt written by "
+            "camexp.train; files holding objects other than tensors and plain values are refused."
+        )
     # the test is counted for the config that trained the checkpoint (its run folder), when
     # known: read first, so a damaged file costs no evaluation
     trained = training_record(ckpt_path)
@@ -54,14 +60,11 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     datamodule = prepare_data(cfg)
     # The network is rebuilt from the checkpoint's hyper-parameters; its weights come from
     # the checkpoint, so nothing is downloaded or read from the original weights_path.
-    problem = readable_checkpoint(ckpt_path)  # truncated, empty, foreign pickle: in words
     try:
-        if problem:
-            raise ValueError(problem)
         model = CAMClassifier.load_from_checkpoint(
             ckpt_path, map_location="cpu", pretrained=False, weights_path=None, weights_only=True
         )
-    except Exception as error:  # unreadable, or of another architecture
+    except Exception as error:  # of another architecture
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"Cannot load checkpoint {ckpt_path}: {first_line}. Pass a complete .ckpt written by "

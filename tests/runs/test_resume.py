@@ -197,7 +197,8 @@ def test_failed_resume_of_a_copied_run_with_another_model_keeps_the_finished_rec
     os.utime(epoch_file, (later, later))  # the newest file is not the furthest in training
     before = _snapshot(run_dir)
     log_before = (run_dir / "train.log").read_bytes() if (run_dir / "train.log").is_file() else b""
-    failed = train_cli(run_dir, data_dir, "resume=auto", "model.head.width=64")
+    # (one more epoch: the finished run itself would be left alone, issue 19)
+    failed = train_cli(run_dir, data_dir, "resume=auto", "model.head.width=64", "trainer.max_epochs=4")
     assert failed.returncode == 2, failed.stderr[-3000:]
     # the checkpoint furthest in training was chosen (item 3), and the message says what differs
     assert "resuming from" in failed.stdout and f"{run_dir / 'checkpoints' / 'last.ckpt'}" in failed.stdout
@@ -291,6 +292,13 @@ def test_resume_of_a_finished_run_reports_it_and_changes_nothing(uninterrupted, 
     assert "Nothing was run or changed" in again.stdout and "python -m camexp.eval ckpt_path=" in again.stdout
     assert _snapshot(run_dir) == before  # metrics.json with its 38 keys, .hydra/ record, curves
     assert (ledger.read_text() if ledger.is_file() else "") == ledger_before  # no test counted
+    assert "model settings differ" not in again.stdout
+    # another model config is not used, and said so
+    other = train_cli(run_dir, data_dir, "resume=auto", "model.head.width=64")
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert "This command's model settings differ from the finished run's, and were not used: " \
+           "model.head.width: 128 in the checkpoint, 64 configured." in other.stdout
+    assert _snapshot(run_dir) == before
     # raising max_epochs makes it unfinished: it trains on (and is tested again)
     longer = train_cli(run_dir, data_dir, "resume=auto", "trainer.max_epochs=4")
     assert longer.returncode == 0, longer.stderr[-3000:]

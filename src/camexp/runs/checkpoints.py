@@ -152,6 +152,19 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 INIT_ONLY = ("pretrained", "weights_path")
 
 
+def settings_that_differ(path: str | Path, configured: dict[str, Any]) -> str:
+    """The model settings stored in the checkpoint that differ from ``configured`` (the
+    model's constructor arguments), as ``model.<key>: <stored> in the checkpoint, <value>
+    configured``; "" when none."""
+    stored = _flat(checkpoint_hyperparameters(path))
+    configured = _flat(configured)
+    differ = [key for key in sorted(set(stored) | set(configured))
+              if key.split(".")[0] not in INIT_ONLY and stored.get(key, "<unset>")
+              != configured.get(key, "<unset>")]
+    return "; ".join(f"model.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
+                     f"{configured.get(key, '<unset>')!r} configured" for key in differ[:12])
+
+
 def check_resume_compatible(path: str | Path, model: L.LightningModule) -> None:
     """Refuse to resume ``model`` from a checkpoint of another network, naming what differs.
 
@@ -162,13 +175,7 @@ def check_resume_compatible(path: str | Path, model: L.LightningModule) -> None:
     """
     path = Path(path)
     state = _load(path)
-    stored = _flat(checkpoint_hyperparameters(path))
-    configured = _flat(dict(getattr(model, "hparams", {}) or {}))
-    differ = [key for key in sorted(set(stored) | set(configured))
-              if key.split(".")[0] not in INIT_ONLY and stored.get(key, "<unset>")
-              != configured.get(key, "<unset>")]
-    described = "; ".join(f"model.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
-                          f"{configured.get(key, '<unset>')!r} configured" for key in differ[:12])
+    described = settings_that_differ(path, dict(getattr(model, "hparams", {}) or {}))
     theirs = {k: tuple(v.shape) for k, v in state.get("state_dict", {}).items()
               if hasattr(v, "shape")}
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -187,7 +194,7 @@ def check_resume_compatible(path: str | Path, model: L.LightningModule) -> None:
             "with the checkpoint's settings (the same model=... and overrides as the run that "
             "wrote it), or start afresh in another folder (hydra.run.dir=...)."
         )
-    if differ:
+    if described:
         say(f"camexp: resuming from {path}, whose stored settings differ: {described}. The "
               "checkpoint's optimizer and scheduler states are restored.")
 

@@ -18,10 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.messages import say
-from camexp.runs.checkpoints import best_checkpoint, training_complete
+from camexp.runs.checkpoints import (
+    best_checkpoint,
+    checkpoint_hyperparameters,
+    settings_that_differ,
+    training_complete,
+)
 
 METRICS_FILE = "metrics.json"
 CHECKPOINT_KEY = "camexp_metrics"
@@ -59,8 +64,21 @@ def finished_numbers(cfg: DictConfig, resume_from: str | Path) -> dict[str, floa
         f"configured end and {METRICS_FILE} holds its final numbers{' and test' if cfg.get('test', True) else ''}. "
         f"Nothing was run or changed. To test it again, run python -m camexp.eval "
         f"ckpt_path={best} (it writes a run folder of its own); to train further, raise "
-        "trainer.max_epochs.")
+        f"trainer.max_epochs.{_other_settings(cfg, resume_from)}")
     return numbers
+
+
+def _other_settings(cfg: DictConfig, checkpoint: str | Path) -> str:
+    """A note when this command's model settings are not the finished run's (they were not used)."""
+    try:
+        stored = checkpoint_hyperparameters(checkpoint)
+        configured = OmegaConf.to_container(cfg.model, resolve=True)
+        # the constructor's arguments the module stores (not _target_, compile, channels_last)
+        described = settings_that_differ(checkpoint, {k: v for k, v in configured.items() if k in stored})
+    except Exception:  # no model group, an interpolation that does not resolve here
+        return ""
+    return (f" This command's model settings differ from the finished run's, and were not used: "
+            f"{described}." if described else "")
 
 
 def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
