@@ -91,8 +91,17 @@ def test_eval_of_a_truncated_checkpoint_is_a_clear_error(trained_run, tmp_path: 
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes((output_dir / "checkpoints" / "last.ckpt").read_bytes()[:5000])
     cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={truncated}"], tmp_path / "eval", data_dir)
-    with pytest.raises(UserError, match=r"Cannot load checkpoint .*truncated.ckpt"):
+    with pytest.raises(UserError, match=r"Cannot load checkpoint .*truncated.ckpt: it is truncated or "
+                                        r"damaged \(5000 bytes; its zip archive cannot be read\)"):
         evaluate(cfg)
+    for name, content, reason in (("empty.ckpt", b"", r"the file is empty \(0 bytes\)"),
+                                  ("text.ckpt", b"e" * 10,
+                                   r"it is not a file written by torch.save \(10 bytes of something else\)")):
+        (tmp_path / name).write_bytes(content)
+        cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={tmp_path / name}"], tmp_path / name[:4],
+                             data_dir)
+        with pytest.raises(UserError, match=rf"Cannot load checkpoint .*{name}: {reason}\. Pass a complete"):
+            evaluate(cfg)
 
 
 @pytest.mark.slow
@@ -134,3 +143,109 @@ def test_vgg_gap_trains_on_a_cub_folder_unchanged(cub_dir: Path, tmp_path: Path)
     metrics = train(cfg)
     assert {"test/acc_top1", "test/MaxBoxAccV2", "test/PxAP"} <= set(metrics)
     assert len(list((tmp_path / "run" / "cam_pictures").glob("*.png"))) == 2
+
+
+# -- issue 19: eval reads (or refuses) what it needs before the test, and keeps its numbers -------
+
+
+def _copied_run(trained_run, tmp_path: Path) -> Path:
+    import shutil
+
+    output_dir, _ = trained_run
+    run = tmp_path / "copied"
+    shutil.copytree(output_dir, run)
+    (run / ".hydra").mkdir(exist_ok=True)
+    return run
+
+
+@pytest.mark.parametrize("content", [b"seed: [12345\n", b"\xff\xfe\x00bad", b"- a list\n"])
+def test_eval_refuses_an_unreadable_training_record_before_the_test(
+        trained_run, tmp_path: Path, data_dir, monkeypatch, content: bytes) -> None:
+    run = _copied_run(trained_run, tmp_path)
+    (run / ".hydra" / "config.yaml").write_bytes(content)
+    monkeypatch.setattr("camexp.eval.test_or_exit_preempted",
+                        lambda *a: pytest.fail("the test ran before the record was read"))
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"],
+                         tmp_path / "eval", data_dir)
+    with pytest.raises(UserError, match=r"config.yaml, the Hydra record of the run that trained "
+                                        r"last.ckpt, .*Nothing was tested"):
+        evaluate(cfg)
+
+
+def test_eval_writes_its_metrics_before_the_ledger(trained_run, tmp_path: Path, data_dir) -> None:
+    run = _copied_run(trained_run, tmp_path)
+    (tmp_path / "not_a_folder").write_text("")  # the ledger cannot be written under a file
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+                                                   "callbacks.cam_pictures.num_images=1",
+                                                   "trainer.enable_progress_bar=false"],
+                         tmp_path / "eval", data_dir)
+    cfg.paths.log_dir = str(tmp_path / "not_a_folder" / "outputs")
+    with pytest.raises(OSError):
+        evaluate(cfg)
+    assert "test/acc_top1" in json.loads((tmp_path / "eval" / "metrics.json").read_text())
+
+
+def test_eval_refuses_an_unreadable_run_settings_file_before_the_test(
+        trained_run, tmp_path: Path, data_dir, monkeypatch) -> None:
+    import torch
+
+    run = _copied_run(trained_run, tmp_path)
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    state.pop("camexp")  # a checkpoint without settings: eval reads run_settings.yaml
+    torch.save(state, run / "checkpoints" / "last.ckpt")
+    (run / "run_settings.yaml").write_text("data: {eval_size: [56, 56]\n")
+    monkeypatch.setattr("camexp.eval.test_or_exit_preempted",
+                        lambda *a: pytest.fail("the test ran before the settings were read"))
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={run / 'checkpoints' / 'last.ckpt'}"],
+                         tmp_path / "eval", data_dir)
+    with pytest.raises(UserError, match=r"run_settings.yaml cannot be read .*Nothing was tested"):
+        evaluate(cfg)
+
+
+def test_a_train_split_smaller_than_a_batch_is_refused_before_training(tmp_path: Path, data_dir) -> None:
+    """40 training images at batch 64: Lightning would take no step, test the untrained
+    network and write its metrics (issue 19); the run stops first, with the numbers and the fix."""
+    overrides = [o for o in TINY_SYNTHETIC if not o.startswith("data.batch_size=")]
+    cfg = compose_config("train", overrides + QUICK_FIT + ["data.batch_size=64"], tmp_path / "run", data_dir)
+    with pytest.raises(UserError, match=r"Nothing to train: the train split .* has 40 image\(s\), fewer "
+                                        r"than one batch of data.batch_size=64.*at most 40"):
+        train(cfg)
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert not (tmp_path / "run" / "test_record.json").exists()
+
+
+def test_eval_refuses_a_method_other_than_the_checkpoints(tmp_path: Path, data_dir, monkeypatch) -> None:
+    """+method=cam on an ACoL checkpoint evaluated ACoL while the eval's record said CAM."""
+    acol = REPO / "tests" / "fixtures" / "old_layout_run" / "checkpoints" / "preempted.ckpt"
+    monkeypatch.setattr("camexp.eval.test_or_exit_preempted", lambda *a: pytest.fail("tested"))
+    for method, expected in (("cam", r"method._target_: 'camexp.methods.ACoL' in the checkpoint, "
+                                     r"'camexp.methods.CAM' asked.*method.threshold: 0.7 in the checkpoint, "
+                                     r"'<unset>' asked.*drop the \+method=... override"),
+                             ("has", r"method._target_: 'camexp.methods.ACoL' in the checkpoint, "
+                                     r"'camexp.methods.HideAndSeek' asked")):
+        cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={acol}", f"+method={method}"],
+                             tmp_path / method, data_dir)
+        with pytest.raises(UserError, match=expected):
+            evaluate(cfg)
+        assert not (tmp_path / method / "metrics.json").exists()
+    # the checkpoint's own method, as stored, is allowed (then evaluated as before)
+    from camexp.eval import check_method
+
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={acol}", "+method=acol"], tmp_path / "same", data_dir)
+    check_method(cfg, acol)
+
+
+def test_a_finished_search_trial_returns_its_recorded_objective(tmp_path: Path) -> None:
+    """A requeued sweep re-runs its finished trials with resume=auto: they are left alone and
+    give the sweeper the value their trial.json recorded (the best epoch's), not a recomputed one."""
+    import json as _json
+
+    from omegaconf import OmegaConf
+
+    from camexp.train import _stored_objective
+
+    cfg = OmegaConf.create({"paths": {"output_dir": str(tmp_path)}, "optimized_metric": "val/MaxBoxAccV2"})
+    numbers = {"val/MaxBoxAccV2": 40.0}
+    assert _stored_objective(cfg, numbers) == 40.0  # no trial.json: the metric of metrics.json
+    (tmp_path / "trial.json").write_text(_json.dumps({"status": "complete", "value": 42.5}))
+    assert _stored_objective(cfg, numbers) == 42.5

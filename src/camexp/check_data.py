@@ -19,7 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from camexp.core.errors import exit_on_user_error, run_cli
-from camexp.data.checks import Report, check_tables
+from camexp.data.checks import Report, check_tables, training_problems
+from camexp.data.tables import Tables
 
 
 def check_data(cfg: DictConfig) -> Report:
@@ -37,8 +38,24 @@ def check_data(cfg: DictConfig) -> Report:
                           workers=int(cfg.get("workers", 8)), symlinks=True)
     if getattr(datamodule, "on_bad_image", "error") == "skip":
         report.apply_skip()
+    # splits that would train on nothing or validate nothing (with the images that remain)
+    report.problems += training_problems(_usable(tables, report), datamodule.num_classes,
+                                         int(datamodule.batch_size))
     print(report.format(limit=int(cfg.get("limit", 50))))
     return report
+
+
+def _usable(tables: Tables, report: Report) -> Tables:
+    """``tables`` less the images ``data.on_bad_image=skip`` leaves out."""
+    if not report.skipped:
+        return tables
+    drop: dict[str, set[int]] = {}
+    for problem in report.skipped:
+        drop.setdefault(problem.split, set()).add(problem.row)
+    splits = {name: split.without(sorted(drop[name])) if name in drop else split
+              for name, split in tables.splits.items()}
+    return Tables(splits, tables.class_names, tables.classes_from, tables.description,
+                  problems=tables.problems, notes=tables.notes)
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="check_data")

@@ -9,7 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.errors import UserError, exit_on_user_error, run_cli
 from camexp.modules.cam_classifier import CAMClassifier
-from camexp.runs.folder import RunFolder
+from camexp.runs.checkpoints import checkpoint_hyperparameters, readable_checkpoint
+from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
 from camexp.runs.ledger import record_test_evaluation
 from camexp.runs.settings import apply_training_settings
@@ -43,6 +44,16 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             f"Checkpoint {ckpt_path} does not exist. Pass ckpt_path= a .ckpt file written by "
             "camexp.train (its run folder's checkpoints/last.ckpt or the best epoch_*.ckpt)."
         )
+    problem = readable_checkpoint(ckpt_path)  # empty, truncated, foreign pickle: in words
+    if problem:
+        raise UserError(
+            f"Cannot load checkpoint {ckpt_path}: {problem}. Pass a complete .ckpt written by "
+            "camexp.train; files holding objects other than tensors and plain values are refused."
+        )
+    # the test is counted for the config that trained the checkpoint (its run folder), when
+    # known: read first, so a damaged file costs no evaluation
+    trained = training_record(ckpt_path)
+    check_method(cfg, ckpt_path)
     start_run(cfg, tags_required=False)  # threshold sweeps of one checkpoint need no tags
     # the training run's data and localization settings, unless overridden here (printed)
     apply_training_settings(cfg, ckpt_path)
@@ -53,7 +64,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         model = CAMClassifier.load_from_checkpoint(
             ckpt_path, map_location="cpu", pretrained=False, weights_path=None, weights_only=True
         )
-    except Exception as error:  # truncated file, foreign pickle, other architecture
+    except Exception as error:  # of another architecture
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(
             f"Cannot load checkpoint {ckpt_path}: {first_line}. Pass a complete .ckpt written by "
@@ -67,12 +78,61 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         )
     trainer = build_trainer(cfg)
     test_or_exit_preempted(trainer, model, datamodule)
+    numbers = finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)  # first: kept
     if trainer.is_global_zero:
-        # counted for the config that trained the checkpoint (its run folder), when known
-        trained = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
-        tested = OmegaConf.load(trained) if trained.is_file() else cfg
-        record_test_evaluation(tested, cfg.paths.log_dir, cfg.paths.output_dir, "eval")
-    return finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)
+        record_test_evaluation(trained or cfg, cfg.paths.log_dir, cfg.paths.output_dir, "eval")
+    return numbers
+
+
+CAM_METHOD = {"_target_": "camexp.methods.CAM"}
+
+
+def check_method(cfg: DictConfig, ckpt_path: Path) -> None:
+    """A ``method`` in the eval config (``+method=...``) must be the checkpoint's own: the
+    network and its maps come from the checkpoint's method, and the eval's record must not
+    name another one."""
+    if cfg.get("method") is None:
+        return
+    try:
+        stored = checkpoint_hyperparameters(ckpt_path).get("method") or CAM_METHOD
+    except Exception:  # unreadable: load_from_checkpoint reports it with the fix
+        return
+    asked = OmegaConf.to_container(cfg.method, resolve=True) or CAM_METHOD
+    if asked == stored:
+        return
+    differ = ", ".join(f"method.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
+                       f"{asked.get(key, '<unset>')!r} asked"
+                       for key in sorted(set(stored) | set(asked)) if stored.get(key) != asked.get(key))
+    raise UserError(
+        f"{ckpt_path} was trained with another method than the one this eval asks for ({differ}). "
+        "camexp.eval evaluates a checkpoint with the method it was trained with (its network and "
+        "its maps are that method's): drop the +method=... override (the run's record then names "
+        "the checkpoint's method), or pass a checkpoint trained with the method you want."
+    )
+
+
+def training_record(ckpt_path: Path) -> DictConfig | None:
+    """The Hydra config of the run that wrote ``ckpt_path`` (its ``.hydra/config.yaml``), None
+    when it has none; a file that cannot be read stops the evaluation before the test."""
+    trained = ckpt_path.resolve().parent.parent / ".hydra" / "config.yaml"
+    if not trained.is_file():
+        return None
+    try:
+        loaded = OmegaConf.load(trained)
+    except Exception as error:  # YAML syntax, undecodable bytes, unreadable file
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise UserError(
+            f"{trained}, the Hydra record of the run that trained {ckpt_path.name}, cannot be "
+            f"read ({reason}); camexp.eval counts its test evaluation in the test ledger under "
+            "that run's config. Restore the file from a copy of the run folder, or move it out "
+            "of .hydra/ to count the evaluation under this eval's own config. Nothing was tested."
+        ) from None
+    if not isinstance(loaded, DictConfig):
+        raise UserError(
+            f"{trained}, the Hydra record of the run that trained {ckpt_path.name}, holds no "
+            "config (not a YAML mapping). Restore the file from a copy of the run folder, or "
+            "move it out of .hydra/. Nothing was tested.")
+    return loaded
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="eval")
@@ -83,7 +143,7 @@ def main(cfg: DictConfig) -> None:
 
 def _locked(cfg: DictConfig) -> dict[str, float]:
     """``evaluate`` holding the run folder's lock (one run per folder)."""
-    with RunFolder(cfg.paths.output_dir) as folder:
+    with RunFolder(cfg.paths.output_dir, record=hydra_record(cfg)) as folder:
         folder.started()
         return evaluate(cfg)
 

@@ -23,7 +23,9 @@ Bad input stops the run with one paragraph on stderr and exit code 2.
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -44,6 +46,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 f"{key} is not set. Run: python -m camexp.eval_maps maps_dir=<folder of .npy "
                 "maps> metadata_dir=<metadata folder> split=test"
             )
+    output = cfg.get("output")
+    if output:
+        check_output(output)  # before the evaluation, not after it
     size = cfg.image_size
     if not isinstance(size, int):
         size = list(size)
@@ -59,10 +64,33 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         workers=int(cfg.get("workers", 1)),
         image_root=cfg.get("image_root"),
     )
-    output = cfg.get("output")
     if output:
-        result["output"] = str(write_result(result, output))
+        try:
+            result["output"] = str(write_result(result, output))
+        except OSError as error:
+            raise EvalMapsError(
+                f"output={output} cannot be written ({os.strerror(error.errno or 0) or error}); the "
+                f"evaluation gave: {_report(result)}. Pass output= a file in a folder you can "
+                "write, or output=null to print the numbers only.") from None
     return result
+
+
+def check_output(output: str) -> Path:
+    """``output`` names a file that can be created: not a folder, not under a file."""
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise EvalMapsError(
+            f"output={path} is a folder; name the result file, e.g. output={path / 'eval_maps.json'}, "
+            "or output=null to print the numbers only.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise EvalMapsError(
+                    f"output={path} cannot be written: {parent} is a file, not a folder. Pass "
+                    "output= a file in a folder (e.g. output=<folder>/eval_maps.json), or "
+                    "output=null to print the numbers only.")
+            break
+    return path
 
 
 def _report(result: dict[str, Any]) -> str:

@@ -72,6 +72,17 @@ def test_output_folder_that_cannot_be_written_is_one_paragraph(tmp_path: Path) -
     assert done.stderr.startswith(f"camexp: OutputFolderError: cannot write {blocker}/run (Not a directory). "
                                   "Point the run at a folder you can write: hydra.run.dir=")
     assert "Traceback" not in done.stderr
+    # the run folder at an existing file, or where no folder can be created (issue 19)
+    for run_dir, why in ((blocker, f"cannot create the folder {blocker}: a file of that name is in the way"),
+                         (Path("/proc/camexp_none/run"), "cannot create the folder /proc/camexp_none (No such "
+                                                         "file or directory)")):
+        done = subprocess.run([sys.executable, "-m", "camexp.eval_maps", f"maps_dir={tmp_path}",
+                               f"metadata_dir={tmp_path}", f"hydra.run.dir={run_dir}"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"camexp: OutputFolderError: {why}. Point the run at a folder"), done.stderr
+        assert "Traceback" not in done.stderr
     # Hydra's own mistakes still read as Hydra writes them
     typo = subprocess.run([sys.executable, "-m", "camexp.eval_maps", "no_such_key=1"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -88,3 +99,16 @@ def test_train_cli_weights_error_exits_2_without_hydra_prefix(tmp_path: Path, da
     assert done.returncode == 2, done.stderr[-3000:]
     assert "camexp: WeightsError: Weights file" in done.stderr
     assert "Error executing job" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_outside_the_trainer_exits_130_without_traceback(capsys) -> None:
+    from camexp.core.errors import run_cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as stop:
+        run_cli(interrupted)
+    assert stop.value.code == 130
+    assert capsys.readouterr().err.startswith("camexp: interrupted (Ctrl-C). A run stopped while training "
+                                              "continues with the same command and resume=auto")

@@ -28,7 +28,7 @@ SMALL = dict(batch_size=2, num_workers=0, resize_size=(32, 32), crop_size=28, ev
 
 def _cub_report(tmp_path: Path, cub: Path, *overrides: str):
     cfg = compose_config("check_data", ["data=cub", f"data.root={cub}", "data.num_classes=3",
-                                        "data.val_fraction=0.5", *overrides],
+                                        "data.val_fraction=0.5", "data.batch_size=2", *overrides],
                          tmp_path / "out", tmp_path / "data")
     return check_data(cfg)
 
@@ -92,14 +92,16 @@ def test_check_data_lists_every_line_fault_with_file_and_line(tmp_path: Path) ->
     text = _messages(report)
     assert not report.ok
     kinds = sorted(p.kind for p in report.problems)
-    assert kinds == ["box not finite", "empty box", "label out of range", "negative box size",
-                     "split value", "unknown id"], text
+    # the faulty lines leave each class one training image: none left for val (issue 19)
+    assert kinds == ["box not finite", "empty box", "empty val split", "label out of range",
+                     "negative box size", "split value", "unknown id"], text
     assert f"{labels}, line 13: image id 99 is not listed in images.txt" in text
     assert f"{cub / 'train_test_split.txt'}, line 2: image id 2 has the value 2; it must be 1 (train) or 0" in text
     assert f"{cub / 'bounding_boxes.txt'}, line 3: box (nan, 4, 20, 15) of image id 3 is not a number" in text
     assert f"{cub / 'bounding_boxes.txt'}, line 5: negative box size (-3, 15) of image id 5" in text
     assert f"{cub / 'bounding_boxes.txt'}, line 7: box (5, 4, 5, 19)" in text and "zero width or height" in text
-    assert f"{labels}, line 9: image '003.Bird_3/Bird_3_0000_9.jpg' has label 4, outside 0..2" in text
+    # the file's own value and range: CUB numbers its classes from 1 (issue 19)
+    assert f"{labels}, line 9: image '003.Bird_3/Bird_3_0000_9.jpg' has label 5, outside 1..3" in text
     # the same faults stop a run before training, all of them listed
     module = CUBDataModule(str(cub), num_classes=3, val_fraction=0.5, **SMALL)
     with pytest.raises(DatasetError, match=r"^6 problem\(s\) in CUB-200-2011") as error:
@@ -136,7 +138,7 @@ def _metadata_with_faults(tmp_path: Path) -> tuple[Path, Path]:
 def test_metadata_folder_faults_are_all_listed_with_file_and_line(tmp_path: Path) -> None:
     root, meta = _metadata_with_faults(tmp_path)
     cfg = compose_config("check_data", ["data=imagenet", f"data.root={root}", "data.num_classes=2",
-                                        "data.split=wsol", f"data.metadata_root={meta}"],
+                                        "data.split=wsol", f"data.metadata_root={meta}", "data.batch_size=2"],
                          tmp_path / "out", tmp_path / "data")
     report = check_data(cfg)
     text = _messages(report)
@@ -168,8 +170,8 @@ def test_imagenet_val_box_faults_are_all_listed(tmp_path: Path) -> None:
     (folder / "ILSVRC2012_val_00000002.xml").write_text("<annotation><size>")  # unreadable
     bad = folder / "ILSVRC2012_val_00000004.xml"
     bad.write_text(bad.read_text().replace(WNIDS[1], "n09999999"))           # unknown class
-    cfg = compose_config("check_data", ["data=imagenet", f"data.root={root}", "data.num_classes=3"],
-                         tmp_path / "out", tmp_path / "data")
+    cfg = compose_config("check_data", ["data=imagenet", f"data.root={root}", "data.num_classes=3",
+                                        "data.batch_size=2"], tmp_path / "out", tmp_path / "data")
     report = check_data(cfg)
     text = _messages(report)
     assert sorted(p.kind for p in report.problems) == ["unknown class", "unreadable annotation"], text
@@ -179,8 +181,8 @@ def test_imagenet_val_box_faults_are_all_listed(tmp_path: Path) -> None:
     root = write_imagenet(tmp_path / "csv", boxes="csv")
     _replace_line(root / "LOC_val_solution.csv", 3, "ILSVRC2012_val_00000002,n01443537 1 2 x 4")
     _replace_line(root / "LOC_val_solution.csv", 5, "ILSVRC2012_val_00000004,n01443537 1 2 3")
-    cfg = compose_config("check_data", ["data=imagenet", f"data.root={root}", "data.num_classes=3"],
-                         tmp_path / "out2", tmp_path / "data")
+    cfg = compose_config("check_data", ["data=imagenet", f"data.root={root}", "data.num_classes=3",
+                                        "data.batch_size=2"], tmp_path / "out2", tmp_path / "data")
     text = _messages(check_data(cfg))
     assert "LOC_val_solution.csv, line 3: box coordinates must be numbers" in text
     assert "LOC_val_solution.csv, line 5: expected 'ImageId,<wnid> x0 y0 x1 y1 [...]'" in text
@@ -191,7 +193,7 @@ def test_check_data_cli_lists_them_and_exits_1(tmp_path: Path) -> None:
     _replace_line(cub / "bounding_boxes.txt", 3, "3 nan 4.0 20.0 15.0")
     _replace_line(cub / "train_test_split.txt", 2, "2 7")
     done = subprocess.run([sys.executable, "-m", "camexp.check_data", "data=cub", f"data.root={cub}",
-                           "data.num_classes=3"], cwd=tmp_path, capture_output=True, text=True,
+                           "data.num_classes=3", "data.batch_size=2"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 1, done.stderr
     assert "Problems: 2 (" in done.stdout and "[box not finite]" in done.stdout
@@ -277,7 +279,8 @@ def test_published_openimages_metadata_evaluates_and_checks(tmp_path: Path) -> N
     module.check()
     assert module.tables.splits["test"].sizes is None and len(module.tables.splits["train"]) == 4
     report = check_data(compose_config("check_data", [
-        "data=openimages", f"data.root={root}", f"data.metadata_root={meta}", "data.num_classes=2"],
+        "data=openimages", f"data.root={root}", f"data.metadata_root={meta}", "data.num_classes=2",
+        "data.batch_size=2"],
         tmp_path / "out", tmp_path / "data"))
     assert report.ok, _messages(report)
 
@@ -310,7 +313,8 @@ def test_published_box_metadata_trains_checks_and_evaluates(dataset: str, tmp_pa
     batch = next(iter(module.train_dataloader()))
     assert batch["image"].shape == (2, 3, 28, 28)
     report = check_data(compose_config("check_data", [*overrides, "data.split=wsol", f"data.metadata_root={meta}",
-                                                      "data.num_classes=3"], tmp_path / "out", tmp_path / "data"))
+                                                      "data.num_classes=3", "data.batch_size=2"],
+                                       tmp_path / "out", tmp_path / "data"))
     assert report.ok, _messages(report)
     # eval_maps on the train split: no sizes in the metadata, so they come from the image headers
     maps = tmp_path / "maps"

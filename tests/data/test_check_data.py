@@ -27,7 +27,7 @@ def _report(tmp_path: Path, *overrides: str):
 
 def _cub_report(tmp_path: Path, cub: Path, *overrides: str):
     return _report(tmp_path, "data=cub", f"data.root={cub}", "data.num_classes=3",
-                   "data.val_fraction=0.5", *overrides)
+                   "data.val_fraction=0.5", "data.batch_size=2", *overrides)
 
 
 def _messages(report) -> str:
@@ -125,7 +125,9 @@ def test_run_start_stops_with_the_list_unless_skip(tmp_path: Path, caplog) -> No
     assert datamodule.skipped == [("train", "001.Bird_1/Bird_1_0001_2.jpg", "missing image")]
     assert sum("Bird_1_0001_2.jpg" in r.getMessage() for r in caplog.records) == 1
     report = _cub_report(tmp_path, cub, "data.on_bad_image=skip")
-    assert report.ok and len(report.skipped) == 1
+    assert len(report.skipped) == 1
+    # the skipped image was class 1's only training image left: check_data says so (issue 19)
+    assert [p.kind for p in report.problems] == ["class without training images"]
 
 
 def test_checks_at_run_start_sample_train_and_decode_val_and_test_in_full(tmp_path: Path, monkeypatch) -> None:
@@ -152,7 +154,7 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
 
     def cli(*overrides):
         return subprocess.run([sys.executable, "-m", "camexp.check_data", "data=cub", "data.num_classes=3",
-                               *overrides], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+                               "data.batch_size=2", *overrides], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
     healthy = cli(f"data.root={cub}")
     assert healthy.returncode == 0, healthy.stderr and "Problems: none. OK" in healthy.stdout
@@ -162,3 +164,55 @@ def test_cli_exit_codes(tmp_path: Path) -> None:
     absent = cli(f"data.root={tmp_path / 'none'}")
     assert absent.returncode == 2 and "does not exist" in absent.stderr and "Traceback" not in absent.stderr
     assert not list(tmp_path.glob("outputs"))  # check_data writes no run folder
+
+
+# -- issue 19: splits that would train nothing, or validate nothing ---------------------------------
+
+
+def test_train_split_smaller_than_a_batch_is_a_problem_and_refused_before_training(tmp_path: Path) -> None:
+    cub = write_cub(tmp_path / "cub", per_class=20)  # 30 training images, 3 of them to val
+    report = _cub_report(tmp_path, cub, "data.val_fraction=0.1", "data.batch_size=32")
+    assert [s.images for s in report.splits][0] == 27
+    text = _messages(report)
+    assert "[train smaller than a batch]" in text
+    assert "has 27 image(s), fewer than one batch of data.batch_size=32" in text
+    assert "Lower data.batch_size to at most 27" in text
+    datamodule = CUBDataModule(str(cub), num_classes=3, **{**SMALL, "batch_size": 32, "val_fraction": 0.1})
+    datamodule.check()
+    datamodule.setup("test")  # evaluation needs no training batch
+    with pytest.raises(DatasetError, match=r"Nothing to train: the train split .* has 27 image\(s\), "
+                                           r"fewer than one batch of data.batch_size=32"):
+        datamodule.setup("fit")
+    assert _cub_report(tmp_path, cub, "data.val_fraction=0.1", "data.batch_size=27").ok
+
+
+def test_list_files_without_training_lines_are_refused(tmp_path: Path) -> None:
+    cub = write_cub(tmp_path / "cub")
+    lines = (cub / "train_test_split.txt").read_text().splitlines()
+    (cub / "train_test_split.txt").write_text("".join(f"{line[:-1]}0\n" for line in lines))  # all test
+    text = _messages(_cub_report(tmp_path, cub))
+    assert "[train smaller than a batch]" in text and "has 0 image(s)" in text
+    assert "Its list files name no training image" in text
+    with pytest.raises(DatasetError, match=r"Nothing to train: .* has 0 image\(s\)"):
+        CUBDataModule(str(cub), num_classes=3, **SMALL).setup("fit")
+
+
+def test_class_without_training_images_and_empty_val_are_flagged(tmp_path: Path, capsys) -> None:
+    cub = write_cub(tmp_path / "cub")
+    # class 3's training images become test images: class 3 has none to train on
+    lines = (cub / "train_test_split.txt").read_text().splitlines()
+    lines = [f"{line.split()[0]} 0" if int(line.split()[0]) > 8 else line for line in lines]
+    (cub / "train_test_split.txt").write_text("\n".join(lines) + "\n")
+    report = _cub_report(tmp_path, cub, "data.batch_size=1")
+    text = _messages(report)
+    assert not report.ok and "[class without training images]" in text
+    assert "1 of 3 classes have no training image" in text and "003.Bird_3" in text
+    # one training image per class: val_fraction leaves none for val
+    one = write_cub(tmp_path / "one", per_class=2)
+    report = _cub_report(tmp_path, one, "data.batch_size=1")
+    assert [(s.name, s.images) for s in report.splits][:2] == [("train", 3), ("val", 0)]
+    assert "[empty val split]" in _messages(report) and "Problems: none" not in capsys.readouterr().out
+    # a run warns (and trains)
+    datamodule = CUBDataModule(str(one), num_classes=3, **{**SMALL, "batch_size": 1})
+    datamodule.setup("fit")
+    assert "camexp: WARNING: the val split of" in capsys.readouterr().err

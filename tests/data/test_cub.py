@@ -68,7 +68,8 @@ def test_unknown_image_id_and_bad_label_are_reported(cub_dir: Path) -> None:
     labels.write_text(labels.read_text().replace("99 1\n", "").replace("12 3\n", "12 7\n"))
     records = read_cub(cub_dir)  # the label is kept; the checks report it with its line
     assert not records.problems and records.labels[-1] == 6
-    with pytest.raises(DatasetError, match=r"image_class_labels.txt, line 12: image .* has label 6, outside 0..2"):
+    # the line's own value and CUB's numbering from 1 (issue 19: it said "label 6, outside 0..2")
+    with pytest.raises(DatasetError, match=r"image_class_labels.txt, line 12: image .* has label 7, outside 1..3"):
         CUBDataModule(str(cub_dir), num_classes=3, num_workers=0).check()
 
 

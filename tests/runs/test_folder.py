@@ -121,6 +121,29 @@ def test_failed_start_puts_back_the_record_of_the_last_good_start(tmp_path: Path
         holder.wait()
 
 
+def test_the_run_that_takes_the_lock_keeps_its_own_hydra_record(tmp_path: Path, data_dir: Path) -> None:
+    """Two starts in one folder at once: Hydra wrote both records before either tried the lock,
+    the loser's last; the run that holds the lock must run under its own (issue 19)."""
+    import yaml
+
+    from camexp.train import train
+    from tests.helpers.configs import TINY_SYNTHETIC, compose_config
+    from tests.helpers.runs import fake_run
+
+    run_dir = tmp_path / "run"
+    cfg = compose_config("train", [*TINY_SYNTHETIC, "seed=7", "train=false", "test=false",
+                                    "trainer.enable_progress_bar=false"], run_dir, data_dir)
+    fake_run(run_dir, {"seed": 999, "data": {"batch_size": 2}}, None, overrides=("seed=999",))
+    train(cfg)
+    for folder in (run_dir / ".hydra", run_dir / ".hydra" / "last_start"):
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        assert config["seed"] == 7 and config["data"]["batch_size"] == 8 and "hydra" not in config
+        overrides = yaml.safe_load((folder / "overrides.yaml").read_text())
+        assert "seed=7" in overrides and "seed=999" not in overrides
+        hydra = yaml.safe_load((folder / "hydra.yaml").read_text())["hydra"]
+        assert "seed=7" in hydra["overrides"]["task"]
+
+
 # -- 1: logs across resume -----------------------------------------------------------------------------
 
 

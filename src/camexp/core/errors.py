@@ -81,6 +81,32 @@ def exit_if_user_error(error: BaseException) -> None:
         sys.exit(2)
 
 
+def load_failure(path: str | os.PathLike, error: BaseException) -> str:
+    """Why ``torch.load`` could not read ``path``, in words (torch says ``'101'`` for a text
+    file, ``EOFError`` with no message for an empty one)."""
+    text = " ".join(str(error).split())
+    try:
+        size = os.path.getsize(path)
+    except OSError as missing:
+        return f"it cannot be read ({os.strerror(missing.errno or 0) or missing})"
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    # torch's zip reader answers a truncated archive with EINVAL
+    damaged = isinstance(error, OSError) and error.errno == errno.EINVAL
+    if isinstance(error, OSError) and error.errno and not damaged:
+        return f"it cannot be read ({os.strerror(error.errno)})"
+    if "Weights only load failed" in text:
+        return ("it holds objects other than tensors and plain values, which could run code "
+                "when loaded, so it is refused")
+    if damaged or "central directory" in text or "zip archive" in text or isinstance(error, EOFError):
+        return (f"it is truncated or damaged ({size} bytes; its zip archive cannot be read), "
+                "e.g. a copy or download that stopped early")
+    if isinstance(error, (KeyError, IndexError, ValueError)) or "magic number" in text \
+            or "pickle" in text.lower() or "load key" in text:
+        return f"it is not a file written by torch.save ({size} bytes of something else)"
+    return text or type(error).__name__
+
+
 # -- the user errors of each room (raised where the fault is found) ---------------------------
 
 
@@ -148,6 +174,28 @@ class OutputFolderError(UserError):
 UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR)
 
 
+def output_folder_problem(error: OSError) -> str | None:
+    """What keeps a run folder (or a file in it) from being written, or None when ``error`` is
+    another fault: no permission, a full disk, a file where a folder should be, a path that
+    cannot be created (``hydra.run.dir`` at an existing file, under ``/proc``, ...)."""
+    where = error.filename or "the run folder"
+    if error.errno in UNWRITABLE:
+        return f"cannot write {where} ({os.strerror(error.errno)})"
+    if error.errno in (errno.EEXIST, errno.ENOENT) and _creating_a_folder(error):
+        if error.errno == errno.EEXIST:
+            return f"cannot create the folder {where}: a file of that name is in the way"
+        return f"cannot create the folder {where} ({os.strerror(error.errno)})"
+    return None
+
+
+def _creating_a_folder(error: OSError) -> bool:
+    """Whether ``error`` was raised creating a folder (``mkdir``/``makedirs``)."""
+    traceback, last = error.__traceback__, None
+    while traceback is not None:
+        last, traceback = traceback.tb_frame.f_code.co_name, traceback.tb_next
+    return last in ("mkdir", "makedirs")
+
+
 def run_cli(main: Callable[[], None]) -> None:
     """Run a ``@hydra.main`` entry point so that an output folder that cannot be written is
     one paragraph (exit 2), not Hydra's traceback.
@@ -171,14 +219,19 @@ def run_cli(main: Callable[[], None]) -> None:
             sys.stderr.write(f"{error.__cause__}\n")
         sys.exit(1)
     except OSError as error:
-        if error.errno not in UNWRITABLE:
+        problem = output_folder_problem(error)
+        if problem is None:
             raise
         print_user_error(OutputFolderError(
-            f"cannot write {error.filename or 'the run folder'} ({os.strerror(error.errno)}). "
-            "Point the run at a folder you can write: hydra.run.dir=/path/to/run (or "
+            f"{problem}. Point the run at a folder you can write: hydra.run.dir=/path/to/run (or "
             "paths.log_dir=/path/to/outputs, or hydra.sweep.dir= for a multirun), or free space "
             "on that disk."))
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before or after the trainer's stages
+        sys.stderr.write("camexp: interrupted (Ctrl-C). A run stopped while training continues "
+                         "with the same command and resume=auto (and hydra.run.dir=<its run "
+                         "folder>).\n")
+        sys.exit(130)
     except Exception as error:
         exit_if_user_error(error)
         raise

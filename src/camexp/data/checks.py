@@ -173,13 +173,14 @@ def _check_split(split: Split, num_classes: int, classes_from: str, sample: int 
             first[image_id] = row
 
     # labels
+    base = split.label_base  # the file's own numbering (CUB's from 1)
     for row in np.flatnonzero((split.labels < 0) | (split.labels >= num_classes)):
         problems.append(Problem(
             "label out of range", name,
             f"{split.label_origin(row)}: image {split.ids[row]!r} has label "
-            f"{split.labels[row]}, outside 0..{num_classes - 1} ({classes_from} defines "
-            f"{num_classes} classes). Fix the label, or data.num_classes if the classes changed.",
-            int(row), split.ids[row]))
+            f"{split.labels[row] + base}, outside {base}..{num_classes - 1 + base} ({classes_from} "
+            f"defines {num_classes} classes). Fix the label, or data.num_classes if the classes "
+            "changed.", int(row), split.ids[row]))
 
     # images (and masks) on disk
     present = existing(split.images_root, split.ids)
@@ -316,6 +317,52 @@ def check_tables(tables: Tables, num_classes: int, sample: int | None = 8, seed:
                     f"link out of {split.images_root} (followed), e.g. {example}.")
         report.problems.extend(problems)
     return report
+
+
+# -- splits that would train on nothing, or validate nothing ------------------------------------
+
+TRAIN_TOO_SMALL = "train smaller than a batch"
+CLASS_WITHOUT_TRAINING = "class without training images"
+EMPTY_VAL = "empty val split"
+
+
+def training_problems(tables: Tables, num_classes: int, batch_size: int) -> list[Problem]:
+    """What makes training meaningless although every file is fine: a train split smaller than
+    one batch (the incomplete last batch is dropped: no step at all), classes without a
+    training image, an empty val split (no validation: "the best checkpoint by val" means
+    nothing). A run refuses the first (:data:`TRAIN_TOO_SMALL`) and warns about the others."""
+    problems: list[Problem] = []
+    train = tables.splits.get("train")
+    if train is not None and len(train) < batch_size:
+        problems.append(Problem(
+            TRAIN_TOO_SMALL, "train",
+            f"the train split of {tables.description} has {len(train)} image(s), fewer than one "
+            f"batch of data.batch_size={batch_size}; every epoch drops its incomplete last batch, "
+            "so nothing would be trained (and the untrained network tested). "
+            + (f"Lower data.batch_size to at most {len(train)}, or add training images."
+               if len(train) else "Its list files name no training image: fill them.")))
+    elif train is not None:
+        labels = train.labels[(train.labels >= 0) & (train.labels < num_classes)]
+        empty = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)
+        if len(empty):
+            names = ", ".join(tables.class_names[c] if c < len(tables.class_names) else str(c)
+                              for c in empty[:5])
+            problems.append(Problem(
+                CLASS_WITHOUT_TRAINING, "train",
+                f"{len(empty)} of {num_classes} classes have no training image in {tables.description} "
+                f"(e.g. {names}): the classifier cannot learn them and their test images count "
+                f"as errors. Add training images of those classes, or remove them from "
+                f"{tables.classes_from}."))
+    val = tables.splits.get("val")
+    if val is not None and len(val) == 0:
+        problems.append(Problem(
+            EMPTY_VAL, "val",
+            f"the val split of {tables.description} is empty: nothing is validated, so the best "
+            "checkpoint by val (callbacks.model_checkpoint.monitor) means nothing and the last "
+            "epoch's weights are tested. With data.split=official each class needs at least two "
+            "training images (data.val_fraction of them, at least one, go to val); with "
+            "data.split=wsol, list images in the metadata's val split."))
+    return problems
 
 
 def format_problems(problems: list[Problem], limit: int = 20) -> str:

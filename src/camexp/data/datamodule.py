@@ -86,6 +86,7 @@ class CUBDataModule(WSOLDataModule):
             listed_in=Origin.lines_of(root / "images.txt", records.image_lines),
             label_origin=Origin.lines_of(root / "image_class_labels.txt", records.label_lines),
             box_origin=Origin.lines_of(root / "bounding_boxes.txt", box_lines),
+            label_base=1,  # CUB numbers its classes from 1
         )
         train = everything.take(np.flatnonzero(records.is_train), "train")
         test = everything.take(np.flatnonzero(~records.is_train), "test")

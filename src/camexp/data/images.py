@@ -29,8 +29,10 @@ def read_image(path: Path) -> Tensor:
     YCbCr and grayscale JPEGs go through simplejpeg (libjpeg-turbo with its accurate DCT and
     fancy upsampling: the same pixels as torchvision's decoder and PIL, with less overhead per
     call); CMYK JPEGs (a grey level apart there), JPEGs simplejpeg refuses, PNGs and anything
-    else through torchvision's native decoders. A truncated or damaged file is an error,
-    never a grey-filled image.
+    else through torchvision's native decoders (palette, grey, grey + alpha and RGBA PNGs become
+    RGB; 16-bit PNGs are scaled to 8 bits). A truncated or damaged file is an error, never a
+    grey-filled image. An EXIF orientation tag is ignored, as in the field's code: pixels and
+    boxes are in the stored pixel grid.
     """
     try:
         with open(path, "rb") as file:
@@ -51,12 +53,22 @@ def decode_bytes(data: bytes, name: str | Path) -> Tensor:
                     return torch.from_numpy(simplejpeg.decode_jpeg(data)).permute(2, 0, 1)
             except ValueError:
                 pass  # torchvision's decoder has the last word, and the error message
-        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
-                            mode=ImageReadMode.RGB)
+        return to_8_bits(decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8),
+                                      mode=ImageReadMode.RGB))
     except (RuntimeError, OSError) as error:
         raise DatasetError(
             f"Cannot read image {name}: {error}. Replace the file with an intact copy."
         ) from error
+
+
+def to_8_bits(pixels: Tensor) -> Tensor:
+    """uint8 as it is; 16-bit pixels (torchvision decodes 16-bit PNGs to uint16) scaled to
+    8 bits as ``round(value * 255 / 65535)``, so 65535 is 255, not a clamp of everything above 255."""
+    if pixels.dtype == torch.uint8:
+        return pixels
+    if pixels.dtype != torch.uint16:
+        raise RuntimeError(f"decoded to {pixels.dtype}, which camexp does not convert")
+    return ((pixels.to(torch.int32) * 255 + 32767) // 65535).to(torch.uint8)
 
 
 def read_encoded(path: Path) -> tuple[Tensor, tuple[int, int]] | None:
@@ -76,7 +88,7 @@ def read_encoded(path: Path) -> tuple[Tensor, tuple[int, int]] | None:
 def read_mask(path: Path) -> Tensor:
     """Decode a mask PNG to (H, W) uint8 (CUB's segmentations are 8-bit grayscale)."""
     try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.GRAY)[0]
+        return to_8_bits(decode_image(read_file(str(path)), mode=ImageReadMode.GRAY))[0]
     except (RuntimeError, OSError) as error:
         raise DatasetError(
             f"Cannot read mask {path}: {error}. Replace it, or set data.load_masks=false."

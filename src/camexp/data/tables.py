@@ -71,7 +71,8 @@ class Split:
     pixels); ``sizes`` ``(N, 2)`` ``(w, h)`` or None when the source does not give them;
     ``mask_paths[i]`` the instance masks (relative to ``mask_root``), ``ignore_paths[i]`` the
     ignore mask or None (OpenImages). ``listed_in``/``label_origin`` (per image) and
-    ``box_origin`` (per box) say where each was read, for messages.
+    ``box_origin`` (per box) say where each was read, and ``label_base`` how the label file
+    numbers the classes, for messages.
     """
 
     name: str
@@ -87,6 +88,9 @@ class Split:
     mask_root: Path | None = None
     mask_paths: list[list[str]] | None = None
     ignore_paths: list[str | None] | None = None
+    # what the label file writes for class 0 (1 for CUB's image_class_labels.txt): messages
+    # show the file's own values
+    label_base: int = 0
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -155,6 +159,7 @@ class Split:
             mask_root=self.mask_root,
             mask_paths=None if self.mask_paths is None else [self.mask_paths[r] for r in rows],
             ignore_paths=None if self.ignore_paths is None else [self.ignore_paths[r] for r in rows],
+            label_base=self.label_base,
         )
 
     def without(self, rows: Sequence[int]) -> Split:

@@ -19,10 +19,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from camexp.core.errors import DatasetError
+from camexp.core.messages import say
 from camexp.core.values import check_positive
 from camexp.data.dataset import WSOLDataset, collate
 from camexp.data.device_decode import DECODE_DEVICES, decode_batch, device_decoder_problem
 from camexp.data.images import quiet_decoder_notice
+from camexp.data.loaders import EpochStartLoader
 from camexp.data.metadata import rows_per_class
 from camexp.data.samplers import EpochShuffleSampler, EvalDistributedSampler
 from camexp.data.tables import Split, Tables, split_train_val
@@ -274,6 +276,8 @@ class WSOLDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         quiet_decoder_notice()  # before the workers start, which inherit it
         tables = self._checked_tables()
+        if stage == "fit":
+            self._check_training_splits(tables)
         self.datasets = {
             "train": self._dataset(tables.splits["train"], self.train_transform, seed=self.seed,
                                    train=True),
@@ -283,6 +287,22 @@ class WSOLDataModule(L.LightningDataModule):
         self.decode_on_device = self._decode_on_device()
         for dataset in self.datasets.values():
             dataset.decode_on_device = self.decode_on_device
+
+    def _check_training_splits(self, tables: Tables) -> None:
+        """Before training: refuse a train split smaller than one batch (no step would be
+        taken), warn about classes without a training image and an empty val split."""
+        from camexp.data.checks import TRAIN_TOO_SMALL, training_problems
+
+        if getattr(self, "_training_checked", False):
+            return
+        problems = training_problems(tables, self.num_classes, self.batch_size)
+        for problem in problems:
+            if problem.kind == TRAIN_TOO_SMALL:
+                raise DatasetError(f"Nothing to train: {problem.message} Found before training; "
+                                   "python -m camexp.check_data data=... reports it too.")
+        for problem in problems:
+            say(f"camexp: WARNING: {problem.message}", logging.WARNING)
+        self._training_checked = True
 
     def _decode_on_device(self) -> bool:
         """``data.decode_device=cuda`` where the run's device has a working GPU JPEG decoder;
@@ -347,7 +367,9 @@ class WSOLDataModule(L.LightningDataModule):
         workers = auto_workers(devices) if self.num_workers is None else int(self.num_workers)
         on_gpu = (trainer.strategy.root_device.type == "cuda" if trainer
                   else torch.cuda.is_available())
-        return DataLoader(
+        # training: the workers start at the epoch's first batch, after Lightning's set_epoch
+        loader = EpochStartLoader if train else DataLoader
+        return loader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from camexp.core.errors import WeightsError
+from camexp.core.errors import WeightsError, load_failure
 from camexp.models.backbones import BackboneSpec
 
 
@@ -58,7 +58,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         ) from error
     except Exception as error:
         raise WeightsError(
-            f"Could not read weights file {path}: {error}. Is it a complete torch.save file?"
+            f"Could not read weights file {path}: {load_failure(path, error)}. Point "
+            "model.weights_path= at a complete torch.save file (a state dict)."
         ) from error
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = {key.removeprefix("net."): value for key, value in obj["state_dict"].items()}

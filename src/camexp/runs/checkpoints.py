@@ -23,7 +23,7 @@ import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from camexp.core.errors import UserError
+from camexp.core.errors import OutputFolderError, UserError, load_failure
 from camexp.core.messages import say
 
 # EX_TEMPFAIL: "try again later", what a requeued job should do
@@ -43,23 +43,48 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
+        except (OSError, RuntimeError) as error:
+            Path(temporary).unlink(missing_ok=True)
+            if not isinstance(error, OSError) and not _write_failure(error):
+                raise
+            raise OutputFolderError(_unwritten(path, error)) from error
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+
+
+def _write_failure(error: RuntimeError) -> bool:
+    """torch.save's zip writer reports a failed write (a full disk, a quota, a file-size
+    limit) as a RuntimeError without an errno."""
+    text = str(error)
+    return any(mark in text for mark in ("inline_container", "PytorchStreamWriter", "file write failed"))
+
+
+def _unwritten(path: Path, error: Exception) -> str:
+    """One paragraph: the checkpoint that could not be written, why, and what is intact."""
+    import shutil
+
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free on that disk"
+    except OSError:
+        free = "free space unknown"
+    reason = (os.strerror(error.errno) if isinstance(error, OSError) and error.errno
+              else "the write failed: a full disk, a quota or a file-size limit")
+    kept = (f"the previous {path.name} is intact" if path.exists()
+            else "no earlier checkpoint of that name existed")
+    return (f"cannot write checkpoint {path} ({reason}; {free}); {kept}, and no partial file was "
+            "left. Free space (or move the run folder to a disk with room), then continue with "
+            "the same command and resume=auto.")
 
 
 def _load(path: Path) -> dict:
     """The checkpoint dict, tensors memory-mapped (nothing is read until used)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as error:
-        if "mmap" not in str(error):
-            raise
-        return torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+    except Exception:  # the legacy format, or a file mmap cannot map: the plain load says why
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _problem(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def readable_checkpoint(path: Path) -> str | None:
@@ -77,7 +102,7 @@ def checkpoint_progress(path: Path) -> tuple[int, int] | str:
     try:
         state = _load(path)
     except Exception as error:
-        return _problem(error)
+        return load_failure(path, error)
     if not isinstance(state, dict) or "state_dict" not in state:
         return "it holds no 'state_dict'"
     return int(state.get("global_step", -1)), int(state.get("epoch", -1))
@@ -142,6 +167,19 @@ def _same_setting(key: str, stored: Any, configured: Any) -> bool:
         return False
 
 
+def settings_that_differ(path: str | Path, configured: dict[str, Any]) -> str:
+    """The model settings stored in the checkpoint that differ from ``configured`` (the
+    model's constructor arguments), as ``model.<key>: <stored> in the checkpoint, <value>
+    configured``; "" when none."""
+    stored = _flat(checkpoint_hyperparameters(path))
+    configured = _flat(configured)
+    differ = [key for key in sorted(set(stored) | set(configured))
+              if key.split(".")[0] not in INIT_ONLY
+              and not _same_setting(key, stored.get(key, "<unset>"), configured.get(key, "<unset>"))]
+    return "; ".join(f"model.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
+                     f"{configured.get(key, '<unset>')!r} configured" for key in differ[:12])
+
+
 def check_resume_compatible(path: str | Path, model: L.LightningModule) -> None:
     """Refuse to resume ``model`` from a checkpoint of another network, naming what differs.
 
@@ -152,13 +190,7 @@ def check_resume_compatible(path: str | Path, model: L.LightningModule) -> None:
     """
     path = Path(path)
     state = _load(path)
-    stored = _flat(checkpoint_hyperparameters(path))
-    configured = _flat(dict(getattr(model, "hparams", {}) or {}))
-    differ = [key for key in sorted(set(stored) | set(configured))
-              if key.split(".")[0] not in INIT_ONLY
-              and not _same_setting(key, stored.get(key, "<unset>"), configured.get(key, "<unset>"))]
-    described = "; ".join(f"model.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
-                          f"{configured.get(key, '<unset>')!r} configured" for key in differ[:12])
+    described = settings_that_differ(path, dict(getattr(model, "hparams", {}) or {}))
     theirs = {k: tuple(v.shape) for k, v in state.get("state_dict", {}).items()
               if hasattr(v, "shape")}
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -177,7 +209,7 @@ def check_resume_compatible(path: str | Path, model: L.LightningModule) -> None:
             "with the checkpoint's settings (the same model=... and overrides as the run that "
             "wrote it), or start afresh in another folder (hydra.run.dir=...)."
         )
-    if differ:
+    if described:
         say(f"camexp: resuming from {path}, whose stored settings differ: {described}. The "
               "checkpoint's optimizer and scheduler states are restored.")
 
@@ -218,6 +250,23 @@ def exit_preempted(trainer: L.Trainer, what: str) -> None:
     raise SystemExit(PREEMPTED_EXIT_CODE) from None
 
 
+# what a shell reports for a process ended by Ctrl-C (128 + SIGINT)
+INTERRUPTED_EXIT_CODE = 130
+
+
+def stopped_by_ctrl_c(stop: SystemExit) -> bool:
+    """Whether Lightning's ``sys.exit(1)`` after a KeyboardInterrupt is what ``stop`` is."""
+    return isinstance(stop.__context__, KeyboardInterrupt)
+
+
+def exit_interrupted(what: str, main: bool = True) -> None:
+    """Ctrl-C stopped the run (``what``: what is kept): say how to go on, exit 130."""
+    if main:
+        say(f"camexp: interrupted (Ctrl-C); {what}. Re-run the same command with resume=auto "
+            "(and hydra.run.dir=<this run folder>) to continue.")
+    raise SystemExit(INTERRUPTED_EXIT_CODE) from None
+
+
 def requeue_slurm_job() -> str | None:
     """Under SLURM, put this job back in the queue (``scontrol requeue``); returns what was done.
 
@@ -238,3 +287,34 @@ def requeue_slurm_job() -> str | None:
     return f"requeued SLURM job {job}"
 
 
+
+
+def training_complete(path: str | Path, max_epochs: int | None, max_steps: int | None) -> bool:
+    """Whether the checkpoint's training reached ``max_epochs`` epochs (or ``max_steps`` steps),
+    as Lightning's fit loop judges it (``max_epochs`` None: 1000 unless ``max_steps`` is set;
+    -1: no limit). A checkpoint without loop state counts as unfinished."""
+    try:
+        state = _load(Path(path))
+        processed = int(state["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+        steps = int(state.get("global_step", 0))
+    except Exception:
+        return False
+    if max_steps not in (None, -1) and steps >= int(max_steps):
+        return True
+    if max_epochs is None:
+        max_epochs = 1000 if max_steps in (None, -1) else -1
+    return int(max_epochs) != -1 and processed >= int(max_epochs)
+
+
+def best_checkpoint(path: str | Path) -> str | None:
+    """The best checkpoint recorded by the ModelCheckpoint state stored in ``path`` (None if none)."""
+    try:
+        callbacks = _load(Path(path)).get("callbacks") or {}
+    except Exception:
+        return None
+    for name, state in callbacks.items():
+        if str(name).startswith("ModelCheckpoint") and isinstance(state, dict):
+            best = state.get("best_model_path")
+            if best:
+                return str(best)
+    return None

@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from omegaconf import DictConfig, OmegaConf, open_dict
+
 from camexp.core.errors import RunFolderLocked
 from camexp.core.messages import say
 
@@ -41,6 +43,25 @@ RECORD_COPY = "last_start"
 TREE_FILE = "config_tree.txt"  # camexp.runs.start writes it at every start
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
+
+
+def hydra_record(cfg: DictConfig) -> dict[str, str] | None:
+    """The files Hydra writes in this job's ``.hydra/`` (``config.yaml``, ``hydra.yaml``,
+    ``overrides.yaml``), as this job composed them; None outside a Hydra job or when Hydra
+    keeps no record there (``hydra.output_subdir``). ``cfg`` is the job's config as composed."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.get("output_subdir") != RECORD_DIR:
+        return None
+    task = cfg.copy()
+    with open_dict(task):
+        task.pop("hydra", None)
+    return {"config.yaml": OmegaConf.to_yaml(task),
+            "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra_cfg})),
+            "overrides.yaml": OmegaConf.to_yaml(hydra_cfg.overrides.task)}
 
 
 def is_main_process(env: dict[str, str] | None = None) -> bool:
@@ -102,8 +123,12 @@ class RunFolder:
     """The lock and the Hydra record of one run folder (see the module docstring)."""
 
     def __init__(self, output_dir: str | Path, stale_after_s: float = STALE_AFTER_S,
-                 heartbeat_s: float = HEARTBEAT_S, main_process: bool | None = None) -> None:
+                 heartbeat_s: float = HEARTBEAT_S, main_process: bool | None = None,
+                 record: dict[str, str] | None = None) -> None:
+        """``record``: this run's own Hydra record (:func:`hydra_record`), written at
+        :meth:`started` over whatever another start left in ``.hydra/`` meanwhile."""
         self.dir = Path(output_dir)
+        self.record = record
         self.lock = self.dir / LOCK_NAME
         self.stale_after_s = stale_after_s
         self.heartbeat_s = heartbeat_s
@@ -179,10 +204,17 @@ class RunFolder:
         return files + ([tree] if tree.is_file() else [])
 
     def started(self) -> None:
-        """The start succeeded: this run's Hydra record is now the folder's record."""
+        """The start succeeded: this run's Hydra record is now the folder's record.
+
+        Two starts in one folder at the same moment both have Hydra write ``.hydra/`` before
+        either tries the lock, so the files on disk may be the other start's: the run that holds
+        the lock writes its own (``record``) again here."""
         self._started = True
         if not self.main:
             return
+        if self.record and (self.dir / RECORD_DIR).is_dir():
+            for name, text in self.record.items():
+                (self.dir / RECORD_DIR / name).write_text(text)
         copy = self.dir / RECORD_DIR / RECORD_COPY
         files = self._record_files()
         if not files:
@@ -190,6 +222,11 @@ class RunFolder:
         copy.mkdir(parents=True, exist_ok=True)
         for path in files:
             shutil.copy2(path, copy / path.name)
+
+    def unchanged(self) -> None:
+        """This start changes nothing in the folder (a finished run left alone): put back the
+        record Hydra overwrote."""
+        self.restore_record()
 
     def restore_record(self) -> None:
         """Put back the record of the last successful start (if any)."""

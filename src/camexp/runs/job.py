@@ -164,9 +164,13 @@ def test_or_exit_preempted(trainer: L.Trainer, model: L.LightningModule,
     """``trainer.test``; a SIGTERM/SIGUSR1 during it requeues the SLURM job and exits 75."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from camexp.runs.checkpoints import exit_preempted
+    from camexp.runs.checkpoints import exit_interrupted, exit_preempted, stopped_by_ctrl_c
 
     try:
         trainer.test(model, datamodule=datamodule)
     except SIGTERMException:
         exit_preempted(trainer, "stopped during the test, nothing to save")
+    except SystemExit as stop:  # Lightning ends a Ctrl-C with sys.exit(1)
+        if not stopped_by_ctrl_c(stop):
+            raise
+        exit_interrupted("stopped during the test, nothing was written", trainer.is_global_zero)

@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 from typing_extensions import override
 
+from camexp.core.errors import UserError
 from camexp.core.messages import say
 from camexp.runs.info import SETTINGS_FILE, training_method
 
@@ -93,10 +94,12 @@ def stored_settings(ckpt_path: Path, eval_cfg: DictConfig) -> tuple[dict[str, An
     run_dir = ckpt_path.parent.parent
     settings_file = run_dir / SETTINGS_FILE
     if settings_file.is_file():
-        return yaml.safe_load(settings_file.read_text()) or None, str(settings_file)
+        return _read_yaml(settings_file, ckpt_path) or None, str(settings_file)
     config_file = run_dir / ".hydra" / "config.yaml"
     if config_file.is_file():
-        trained = OmegaConf.load(config_file)
+        trained = _read_yaml(config_file, ckpt_path, OmegaConf.load)
+        if trained is None:
+            return None, ""
         # resolve against this eval's paths (the training run's cwd is not known)
         with open_dict(trained):
             trained.paths = eval_cfg.paths
@@ -107,11 +110,29 @@ def stored_settings(ckpt_path: Path, eval_cfg: DictConfig) -> tuple[dict[str, An
             return None, ""
         hydra_file = run_dir / ".hydra" / "hydra.yaml"
         if hydra_file.is_file():
-            choices = ((yaml.safe_load(hydra_file.read_text()) or {}).get("hydra") or {}) \
+            choices = ((_read_yaml(hydra_file, ckpt_path) or {}).get("hydra") or {}) \
                 .get("runtime", {}).get("choices") or {}
             settings["choices"] = {k: str(v) for k, v in choices.items() if v}
         return settings, str(config_file)
     return None, ""
+
+
+def _read_yaml(path: Path, ckpt_path: Path, load=None) -> Any:
+    """A YAML file of the training run's folder (read by ``load``, default ``yaml.safe_load``
+    of its text); one paragraph when it cannot be read."""
+    try:
+        loaded = load(path) if load else yaml.safe_load(path.read_text(encoding="utf-8"))
+    except Exception as error:  # unreadable file, undecodable bytes, YAML syntax
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise UserError(
+            f"{path} cannot be read ({reason}); camexp.eval takes the data and localization "
+            f"settings {ckpt_path.name} was trained with from it. Restore the file from a copy "
+            "of the run folder, or move it away and pass the training run's data and "
+            "localization settings as overrides. Nothing was tested.") from None
+    if loaded is not None and not isinstance(loaded, (dict, DictConfig)):
+        raise UserError(f"{path} holds no mapping of settings; restore it from a copy of the run "
+                        "folder, or move it away. Nothing was tested.")
+    return loaded
 
 
 def _overridden(overrides: list[str], group: str) -> tuple[set[str], str | None]:
