@@ -219,10 +219,10 @@ def test_eval_refuses_a_method_other_than_the_checkpoints(tmp_path: Path, data_d
     acol = REPO / "tests" / "fixtures" / "old_layout_run" / "checkpoints" / "preempted.ckpt"
     monkeypatch.setattr("camexp.eval.test_or_exit_preempted", lambda *a: pytest.fail("tested"))
     for method, expected in (("cam", r"method._target_: 'camexp.methods.ACoL' in the checkpoint, "
-                                     r"'camexp.methods.CAM' asked.*method.threshold: 0.7 in the checkpoint, "
+                                     r"'camexp.methods.cam.CAM' asked.*method.threshold: 0.7 in the checkpoint, "
                                      r"'<unset>' asked.*drop the \+method=... override"),
                              ("has", r"method._target_: 'camexp.methods.ACoL' in the checkpoint, "
-                                     r"'camexp.methods.HideAndSeek' asked")):
+                                     r"'camexp.methods.has.HideAndSeek' asked")):
         cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={acol}", f"+method={method}"],
                              tmp_path / method, data_dir)
         with pytest.raises(UserError, match=expected):

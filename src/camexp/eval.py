@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.errors import UserError, exit_on_user_error, run_cli
 from camexp.modules.cam_classifier import CAMClassifier
-from camexp.runs.checkpoints import checkpoint_hyperparameters, readable_checkpoint
+from camexp.runs.checkpoints import checkpoint_hyperparameters, readable_checkpoint, same_setting
 from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
 from camexp.runs.ledger import record_test_evaluation
@@ -98,11 +98,12 @@ def check_method(cfg: DictConfig, ckpt_path: Path) -> None:
     except Exception:  # unreadable: load_from_checkpoint reports it with the fix
         return
     asked = OmegaConf.to_container(cfg.method, resolve=True) or CAM_METHOD
-    if asked == stored:
+    keys = [key for key in sorted(set(stored) | set(asked))
+            if not same_setting(key, stored.get(key, "<unset>"), asked.get(key, "<unset>"))]
+    if not keys:  # the same settings (a class's former and present names are the same)
         return
     differ = ", ".join(f"method.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
-                       f"{asked.get(key, '<unset>')!r} asked"
-                       for key in sorted(set(stored) | set(asked)) if stored.get(key) != asked.get(key))
+                       f"{asked.get(key, '<unset>')!r} asked" for key in keys)
     raise UserError(
         f"{ckpt_path} was trained with another method than the one this eval asks for ({differ}). "
         "camexp.eval evaluates a checkpoint with the method it was trained with (its network and "

@@ -103,7 +103,7 @@ def test_the_wandb_team_goes_to_the_jobs_environment(conf: Path) -> None:
 def test_check_data_reads_the_dataset_a_local_file_names(conf: Path, tmp_path: Path,
                                                          capsys) -> None:
     cub = write_cub(tmp_path / "elsewhere")
-    write(conf / "local" / "data" / "cub.yaml", f"root: {cub}\nnum_classes: 3\nval_fraction: 0.5\n")
+    write(conf / "local" / "data" / "cub.yaml", f"root: {cub}\nnum_classes: 3\nval_fraction: 0.5\nbatch_size: 2\n")
     report = check_data(compose(conf, "check_data", "data=cub", "workers=1"))
     assert report.ok
     assert f"at {cub}" in capsys.readouterr().out

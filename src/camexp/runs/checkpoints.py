@@ -152,7 +152,7 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 INIT_ONLY = ("pretrained", "weights_path")
 
 
-def _same_setting(key: str, stored: Any, configured: Any) -> bool:
+def same_setting(key: str, stored: Any, configured: Any) -> bool:
     """Equal values, or two ``_target_`` names of the same class (a checkpoint written before a
     class moved stores its former name, e.g. ``camexp.methods.ACoL``)."""
     if stored == configured:
@@ -175,7 +175,7 @@ def settings_that_differ(path: str | Path, configured: dict[str, Any]) -> str:
     configured = _flat(configured)
     differ = [key for key in sorted(set(stored) | set(configured))
               if key.split(".")[0] not in INIT_ONLY
-              and not _same_setting(key, stored.get(key, "<unset>"), configured.get(key, "<unset>"))]
+              and not same_setting(key, stored.get(key, "<unset>"), configured.get(key, "<unset>"))]
     return "; ".join(f"model.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
                      f"{configured.get(key, '<unset>')!r} configured" for key in differ[:12])
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
+from typing_extensions import override
 
 from camexp.core.messages import say
 from camexp.runs.checkpoints import (
@@ -98,10 +99,12 @@ class FitMetrics(L.Callback):
     def __init__(self) -> None:
         self.restored: dict[str, float] = {}
 
+    @override
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         checkpoint[CHECKPOINT_KEY] = _numbers(trainer.callback_metrics)
 
+    @override
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         stored = checkpoint.get(CHECKPOINT_KEY)
