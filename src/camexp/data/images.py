@@ -34,6 +34,11 @@ def read_image(path: Path) -> Tensor:
     grey-filled image. An EXIF orientation tag is ignored, as in the field's code: pixels and
     boxes are in the stored pixel grid.
     """
+    return decode_bytes(read_bytes(path), path)
+
+
+def read_bytes(path: Path) -> bytes:
+    """The bytes of an image file; one paragraph naming it when it cannot be read."""
     try:
         with open(path, "rb") as file:
             data = file.read()
@@ -41,7 +46,7 @@ def read_image(path: Path) -> Tensor:
         raise DatasetError(
             f"Cannot read image {path}: {error}. Replace the file with an intact copy."
         ) from error
-    return decode_bytes(data, path)
+    return data
 
 
 def decode_bytes(data: bytes, name: str | Path) -> Tensor:
@@ -74,13 +79,7 @@ def to_8_bits(pixels: Tensor) -> Tensor:
 def read_encoded(path: Path) -> tuple[Tensor, tuple[int, int]] | None:
     """The bytes of a JPEG the GPU decoder is given, as a uint8 tensor, and its (H, W) from
     the header; None for any other file (it is decoded on the CPU as usual)."""
-    try:
-        with open(path, "rb") as file:
-            data = file.read()
-    except OSError as error:
-        raise DatasetError(
-            f"Cannot read image {path}: {error}. Replace the file with an intact copy."
-        ) from error
+    data = read_bytes(path)
     size = jpeg_size(data)
     return None if size is None else (torch.frombuffer(bytearray(data), dtype=torch.uint8), size)
 
