@@ -12,17 +12,19 @@ from camexp.modules.cam_classifier import CAMClassifier
 from camexp.runs.checkpoints import checkpoint_hyperparameters, readable_checkpoint, same_setting
 from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
-from camexp.runs.ledger import record_test_evaluation
+from camexp.runs.ledger import evaluation_settings, record_test_evaluation, weights_digest
 from camexp.runs.settings import apply_training_settings
 from camexp.runs.start import start_run
 
 TORCHVISION_TARGET = "camexp.modules.torchvision_classifier.TorchvisionClassifier"
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+def evaluate(cfg: DictConfig, folder: RunFolder | None = None) -> dict[str, float]:
     """Test the checkpoint's model (its own hyper-parameters) on the test split of the data it was
     trained on (the training run's data and localization settings, unless overridden);
-    with ``model=torchvision``, torchvision's classifier as it is (no checkpoint)."""
+    with ``model=torchvision``, torchvision's classifier as it is (no checkpoint). ``folder``:
+    the run folder, marked started just before the test (a failure before it is a failed
+    start)."""
     if cfg.get("model") is not None and cfg.model.get("_target_") == TORCHVISION_TARGET:
         datamodule = prepare_data(cfg)
         from camexp.modules.torchvision_classifier import TorchvisionClassifier
@@ -31,6 +33,8 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         options.pop("_target_")
         model = TorchvisionClassifier(**options)  # not hydra's instantiate: errors stay UserErrors
         trainer = build_trainer(cfg)
+        if folder is not None:
+            folder.started()
         trainer.test(model, datamodule=datamodule)
         return finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)
     if cfg.get("ckpt_path") is None:
@@ -77,10 +81,13 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "trained on (data=...)."
         )
     trainer = build_trainer(cfg)
+    if folder is not None:
+        folder.started()
     test_or_exit_preempted(trainer, model, datamodule)
     numbers = finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)  # first: kept
     if trainer.is_global_zero:
-        record_test_evaluation(trained or cfg, cfg.paths.log_dir, cfg.paths.output_dir, "eval")
+        record_test_evaluation(trained or cfg, cfg.paths.log_dir, cfg.paths.output_dir, "eval",
+                               weights_digest(model.state_dict()), evaluation_settings(cfg))
     return numbers
 
 
@@ -145,8 +152,7 @@ def main(cfg: DictConfig) -> None:
 def _locked(cfg: DictConfig) -> dict[str, float]:
     """``evaluate`` holding the run folder's lock (one run per folder)."""
     with RunFolder(cfg.paths.output_dir, record=hydra_record(cfg)) as folder:
-        folder.started()
-        return evaluate(cfg)
+        return evaluate(cfg, folder)
 
 
 if __name__ == "__main__":

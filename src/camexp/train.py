@@ -20,7 +20,7 @@ from camexp.runs.checkpoints import (
 from camexp.runs.finished import FitMetrics, finished_numbers
 from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data
-from camexp.runs.ledger import record_test_evaluation
+from camexp.runs.ledger import evaluation_settings, record_test_evaluation, weights_digest
 from camexp.runs.loggers import trim_csv_log
 from camexp.runs.settings import RunSettings
 from camexp.runs.start import start_run
@@ -92,8 +92,9 @@ def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
                          f"stopped during the test; training is complete in {checkpoint_dir}",
                          trainer.is_global_zero)
     numbers = finish_run(trainer, metrics, cfg.paths.output_dir)  # first: the numbers are kept
-    if tested and trainer.is_global_zero:
-        record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train")
+    if tested and trainer.is_global_zero:  # the weights tested: the best epoch's, loaded by test
+        record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train",
+                               weights_digest(model.state_dict()), evaluation_settings(cfg))
     if cfg.get("optimized_metric"):
         numbers["_objective"] = objective_value(cfg, trainer, numbers)
     return numbers
