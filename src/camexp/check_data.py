@@ -21,10 +21,12 @@ from omegaconf import DictConfig
 from camexp.core.errors import exit_on_user_error, run_cli
 from camexp.data.checks import Report, check_tables, training_problems
 from camexp.data.tables import Tables
+from camexp.runs.start import print_config_tree
 
 
 def check_data(cfg: DictConfig) -> Report:
     """Build the configured DataModule, read its tables, run every check; returns the report."""
+    print_config_tree(cfg)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     tables = datamodule.read_tables()

@@ -10,6 +10,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from camexp.core.errors import exit_on_user_error, run_cli
+from camexp.core.messages import say
 from camexp.runs.checkpoints import (
     check_resume_compatible,
     exit_interrupted,
@@ -76,6 +77,7 @@ def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
         # from the checkpoint, so metrics.json keeps them
         metrics = fit_metrics.final(trainer)
         tested = bool(cfg.get("test", True))
+        best = ""
         if tested:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
@@ -92,9 +94,13 @@ def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
                          f"stopped during the test; training is complete in {checkpoint_dir}",
                          trainer.is_global_zero)
     numbers = finish_run(trainer, metrics, cfg.paths.output_dir)  # first: the numbers are kept
-    if tested and trainer.is_global_zero:  # the weights tested: the best epoch's, loaded by test
+    if tested and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
+        # the weights tested: the best epoch's, loaded by the test
         record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train",
-                               weights_digest(model.state_dict()), evaluation_settings(cfg))
+                               weights_digest(model.state_dict()), evaluation_settings(cfg),
+                               tested=best or None)
+    elif tested and trainer.is_global_zero:
+        say("camexp: debug=fdr (fast_dev_run): a one-batch check, not counted in the test ledger.")
     if cfg.get("optimized_metric"):
         numbers["_objective"] = objective_value(cfg, trainer, numbers)
     return numbers

@@ -95,6 +95,9 @@ def load_failure(path: str | os.PathLike, error: BaseException) -> str:
     damaged = isinstance(error, OSError) and error.errno == errno.EINVAL
     if isinstance(error, OSError) and error.errno and not damaged:
         return f"it cannot be read ({os.strerror(error.errno)})"
+    if "Weights only load failed" in text and "Unsupported operand" in text:
+        # torch's unpickler met bytes no torch.save writes (a text file, garbage)
+        return f"it is not a file written by torch.save ({size} bytes of something else)"
     if "Weights only load failed" in text:
         return ("it holds objects other than tensors and plain values, which could run code "
                 "when loaded, so it is refused")

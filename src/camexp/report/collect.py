@@ -110,13 +110,19 @@ def read_run(path: Path, root: Path, ledgers: dict[str, dict[str, int]] | None =
         run.start_failure = (path / START_FAILED).read_text(errors="replace").strip()
     return run
 
+def is_fast_dev_run(config: dict[str, Any]) -> bool:
+    """A ``debug=fdr`` check (one batch per split): not a run the report shows."""
+    trainer = config.get("trainer")
+    return isinstance(trainer, dict) and bool(trainer.get("fast_dev_run"))
+
+
 def find_runs(root: Path) -> list[Run]:
     """Every run folder under ``root`` (``root`` itself included), sorted by path; submitit's
-    own folders are skipped."""
+    own folders and ``debug=fdr`` checks are skipped."""
     if not root.is_dir():
         raise UserError(f"{root} is not a folder. Pass a run, runs or sweep folder written by "
                         "camexp.train or camexp.eval (e.g. outputs/train/multiruns/<time>).")
     configs = sorted(root.rglob(".hydra/config.yaml"))
     ledgers: dict[str, dict[str, int]] = {}
-    return [read_run(c.parent.parent, root, ledgers) for c in configs
-            if ".submitit" not in c.parts]
+    runs = [read_run(c.parent.parent, root, ledgers) for c in configs if ".submitit" not in c.parts]
+    return [run for run in runs if not is_fast_dev_run(run.config)]

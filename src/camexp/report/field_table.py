@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from camexp.runs.info import training_run_folder
+
 METHOD_LABELS = {"CAM": "CAM", "HideAndSeek": "HaS", "ACoL": "ACoL", "SPG": "SPG", "ADL": "ADL",
                  "CutMix": "CutMix", "FSL": "FSL"}
 CENTRE = "Centre baseline"
@@ -133,7 +135,7 @@ def training_config(config: Mapping[str, Any], path: Path) -> Mapping[str, Any]:
         return config
     import yaml
 
-    trained = Path(str(config["ckpt_path"])).expanduser().parent.parent / ".hydra" / "config.yaml"
+    trained = training_run_folder(config["ckpt_path"]) / ".hydra" / "config.yaml"
     try:
         return yaml.safe_load(trained.read_text()) or {}
     except OSError:

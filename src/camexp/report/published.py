@@ -23,6 +23,7 @@ import yaml
 from camexp.core.errors import UserError
 from camexp.report.collect import Run, read_run
 from camexp.report.field_table import FIELD_SOURCE, cell_of, off_protocol, training_config
+from camexp.runs.info import training_run_folder
 
 PUBLISHED = Path(__file__).resolve().parents[3] / "conf" / "published.yaml"
 
@@ -153,6 +154,6 @@ def attach_published(runs: Sequence[Run], rows: Sequence[PaperRow]) -> None:
             continue
         run.preset = run.config.get("paper_preset")
         ckpt = run.config.get("ckpt_path")
-        train_dir = Path(str(ckpt)).expanduser().parent.parent if ckpt else None
+        train_dir = training_run_folder(ckpt) if ckpt else None
         if not run.preset and train_dir and (train_dir / ".hydra" / "config.yaml").is_file():
             run.preset = read_run(train_dir, train_dir).preset

@@ -26,7 +26,7 @@ import yaml
 
 from camexp.report.collect import Run, read_run
 from camexp.report.field_table import off_protocol
-from camexp.runs.info import SETTINGS_FILE, training_method
+from camexp.runs.info import SETTINGS_FILE, training_method, training_run_folder
 
 # (column, header, unit) of the metrics shown: "pct" = a fraction shown in %, "num" = as logged
 METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -60,7 +60,7 @@ def _training_run(run: Run) -> Run | None:
     ckpt = run.config.get("ckpt_path")
     if not ckpt or run.config.get("task_name") == "train":
         return None
-    train_dir = Path(str(ckpt)).expanduser().parent.parent
+    train_dir = training_run_folder(ckpt)
     if not (train_dir / ".hydra" / "config.yaml").is_file():
         return None
     return read_run(train_dir, train_dir)

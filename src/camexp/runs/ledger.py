@@ -38,6 +38,9 @@ from camexp.core.messages import say
 
 LEDGER_NAME = "test_ledger.jsonl"
 RECORD_NAME = "test_record.json"
+# the record's key naming the checkpoint file a run tested (relative to the run folder), which
+# camexp.eval ckpt_path=<run folder> evaluates
+RECORD_TESTED = "tested"
 # top-level keys and dotted paths that say where or how a run is kept, not what it trains or
 # tests: two runs differing only in these evaluate the same experiment
 IGNORED = (
@@ -155,7 +158,8 @@ def ledger_counts(path: str | Path) -> dict[str, int]:
 
 def record_test_evaluation(cfg: DictConfig | dict, log_dir: str | Path, run_dir: str | Path,
                            what: str = "train", checkpoint: str | None = None,
-                           settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                           settings: Mapping[str, Any] | None = None,
+                           tested: str | Path | None = None) -> dict[str, Any]:
     """Append this run's test evaluation to the ledger under ``log_dir`` and write the run's
     ``test_record.json``; returns the record.
 
@@ -163,7 +167,8 @@ def record_test_evaluation(cfg: DictConfig | dict, log_dir: str | Path, run_dir:
     ``checkpoint``: :func:`weights_digest` of the tested weights; ``settings``:
     :func:`evaluation_settings` of the test. The record's ``test_evaluations`` is the
     experiment's count of distinct (checkpoint, settings) pairs, this one included; ``repeats``
-    the earlier runs of the same pair (a reproduction check, not counted again).
+    the earlier runs of the same pair (a reproduction check, not counted again); ``tested``
+    the checkpoint file the test loaded (kept relative to the run folder when inside it).
     """
     digest = config_hash(cfg)
     ledger = Path(log_dir) / LEDGER_NAME
@@ -182,7 +187,11 @@ def record_test_evaluation(cfg: DictConfig | dict, log_dir: str | Path, run_dir:
         fcntl.flock(handle, fcntl.LOCK_UN)
     count = distinct_pairs([*earlier, entry])
     repeats = [line["run"] for line in earlier if _pair(line) == _pair(entry)]
+    if tested:
+        tested = Path(tested).resolve()
+        tested = tested.relative_to(run_dir) if tested.is_relative_to(run_dir) else tested
     record = {"config_hash": digest, "checkpoint": checkpoint, "settings": entry["settings"],
+              RECORD_TESTED: str(tested) if tested else None,
               "test_evaluations": count, "evaluations": len(earlier) + 1,
               "earlier_runs": [line["run"] for line in earlier], "repeats": repeats,
               "ledger": str(ledger.resolve())}
