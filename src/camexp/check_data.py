@@ -18,6 +18,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from camexp.config.validate import unknown_key_hint
 from camexp.core.errors import exit_on_user_error, run_cli
 from camexp.data.checks import Report, check_tables, training_problems
 from camexp.data.tables import Tables
@@ -68,4 +69,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, lambda text: unknown_key_hint(text, "check_data", sys.argv[1:]))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from camexp.config.validate import unknown_key_hint
 from camexp.core.errors import UserError, exit_on_user_error, run_cli
 from camexp.core.messages import say
 from camexp.modules.cam_classifier import CAMClassifier
@@ -179,4 +181,4 @@ def _locked(cfg: DictConfig) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, lambda text: unknown_key_hint(text, "eval", sys.argv[1:]))

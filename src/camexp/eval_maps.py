@@ -31,6 +31,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from camexp.config.validate import unknown_key_hint
 from camexp.core.errors import BoxError, EvalMapsError, MapError, MetadataError, PxAPError, run_cli
 from camexp.localization.offline import evaluate_maps, write_result
 from camexp.runs.start import print_config_tree
@@ -118,4 +119,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, lambda text: unknown_key_hint(text, "eval_maps", sys.argv[1:]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -9,6 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from camexp.config.validate import unknown_key_hint
 from camexp.core.errors import exit_on_user_error, run_cli
 from camexp.core.messages import say
 from camexp.runs.checkpoints import (
@@ -130,7 +132,7 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     try:
-        run_cli(main)
+        run_cli(main, lambda text: unknown_key_hint(text, "train", sys.argv[1:]))
     except ValueError as error:  # a search in which no trial completed
         exit_if_no_trial_completed(error)
         raise

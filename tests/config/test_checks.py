@@ -61,3 +61,32 @@ def test_bad_config_values_are_named(override: str, message: str, tmp_path: Path
     with pytest.raises(ConfigError) as error:
         validate(cfg)
     assert message in str(error.value)
+
+
+HYDRA_NOT_IN_STRUCT = ("Could not override 'model.pol'.\nTo append to your config use +model.pol=gmp\n"
+                       "Key 'pol' is not in struct\n    full_key: model.pol\n    object_type=dict")
+
+
+def test_a_mistyped_override_gets_a_did_you_mean_with_the_groups_keys() -> None:
+    from camexp.config.validate import unknown_key_hint
+
+    hint = unknown_key_hint(HYDRA_NOT_IN_STRUCT, "train", ["-m", "model=vgg_gap", "model.pol=gap,gmp",
+                                                          "tags=[x]", "--config-name", "train"])
+    assert hint.startswith("camexp: model.pol: model has no key 'pol'. Did you mean model.pool? "
+                           "Model has: arch, channels_last, compile, head,")
+    top = ("Could not override 'lcalization.method'.\nKey 'lcalization' is not in struct\n"
+           "    full_key: lcalization\n    object_type=dict")
+    assert "Did you mean localization?" in unknown_key_hint(top, "eval", ["lcalization.method=cam"])
+    assert unknown_key_hint("Could not load 'model/nope'.", "train", []) is None
+
+
+def test_the_cli_prints_the_did_you_mean_after_hydras_message(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "camexp.eval", "localization.metod=gradcam"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "Key 'metod' is not in struct" in done.stderr
+    assert "camexp: localization.metod: localization has no key 'metod'. Did you mean localization.method?" \
+        in done.stderr

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.errors import ConfigError, UserError
@@ -201,3 +205,89 @@ def _check_batch_over_devices(batch_size: int, trainer: DictConfig | None) -> No
                 f"data.batch_size={batch_size} (the global batch) does not divide by "
                 f"trainer.devices x trainer.num_nodes = {processes}; use a multiple of {processes}."
             )
+
+
+# -- Hydra's own "Key 'x' is not in struct" -----------------------------------------------------
+
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+NOT_IN_STRUCT = re.compile(r"Key '([^']+)' is not in struct\s+full_key: (\S+)")
+# command-line flags of Hydra that take a value (dropped, with it, when composing again)
+FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
+                    "--experimental-rerun", "--info", "-i")
+
+
+def _first_value(override: str) -> str | None:
+    """A sweep ``key=a,b`` as its first job's ``key=a``; None for a sweep function (``choice(``,
+    ``range(``, ``interval(``...) that no single job's value can stand for."""
+    key, sep, value = override.partition("=")
+    if not sep:
+        return override
+    if re.match(r"^\w+\(", value):
+        return None
+    depth, first = 0, value
+    for index, char in enumerate(value):
+        depth += char in "[{("
+        depth -= char in "]})"
+        if char == "," and depth == 0:
+            first = value[:index]
+            break
+    return f"{key}={first}"
+
+
+def _compose_without(config_name: str, argv: Sequence[str], bad_key: str) -> DictConfig | None:
+    """The config of this command line without its override of ``bad_key`` (None when it
+    cannot be composed either)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    config_dir, overrides, skip = CONF_DIR, [], False
+    for index, token in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if name in ("--config-dir", "-cd"):
+            config_dir = Path(token.split("=", 1)[1] if "=" in token else argv[index + 1])
+        if token.startswith("-"):
+            skip = "=" not in token and name in FLAGS_WITH_VALUE
+            continue
+        key = token.lstrip("+~").split("=", 1)[0]
+        if key == bad_key or key.startswith((f"{bad_key}.", "hydra.", "hydra/")):
+            continue
+        first = _first_value(token)
+        if first is not None:
+            overrides.append(first)
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(Path(config_dir).resolve()), version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+    except Exception:
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def unknown_key_hint(text: str, config_name: str, argv: Sequence[str]) -> str | None:
+    """For Hydra's "Key 'pol' is not in struct" of a mistyped override: one paragraph naming
+    the closest keys of its group and every key the group has (as :func:`check_added_keys`
+    does for ``+key`` typos); None for other errors."""
+    import difflib
+
+    match = NOT_IN_STRUCT.search(text)
+    if not match:
+        return None
+    full_key = match.group(2)
+    cfg = _compose_without(config_name, argv, full_key)
+    if cfg is None:
+        return None
+    parent_key, _, leaf = full_key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if not isinstance(parent, DictConfig):
+        return None
+    keys = sorted(str(k) for k in parent if not str(k).startswith("_"))
+    close = difflib.get_close_matches(leaf, keys, n=3, cutoff=0.6)
+    where = parent_key or "the top level"
+    prefix = f"{parent_key}." if parent_key else ""
+    guess = (f" Did you mean {' or '.join(prefix + k for k in close)}?" if close else "")
+    return (f"camexp: {full_key}: {where} has no key {leaf!r}.{guess} {where[0].upper()}{where[1:]} "
+            f"has: {', '.join(keys)}. Fix the key's name (a '+' would add a key that nothing reads).")

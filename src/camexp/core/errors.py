@@ -199,7 +199,7 @@ def _creating_a_folder(error: OSError) -> bool:
     return last in ("mkdir", "makedirs")
 
 
-def run_cli(main: Callable[[], None]) -> None:
+def run_cli(main: Callable[[], None], hint: Callable[[str], str | None] | None = None) -> None:
     """Run a ``@hydra.main`` entry point so that an output folder that cannot be written is
     one paragraph (exit 2), not Hydra's traceback.
 
@@ -220,6 +220,9 @@ def run_cli(main: Callable[[], None]) -> None:
         sys.stderr.write(f"{error}\n")
         if error.__cause__ is not None:
             sys.stderr.write(f"{error.__cause__}\n")
+        extra = hint(f"{error}\n{error.__cause__ or ''}") if hint is not None else None
+        if extra:
+            sys.stderr.write(f"{extra}\n")
         sys.exit(1)
     except OSError as error:
         problem = output_folder_problem(error)
