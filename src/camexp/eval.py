@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from camexp.config.validate import unknown_key_hint
+from camexp.config.validate import TORCHVISION_MODEL, unknown_key_hint
 from camexp.core.errors import UserError, exit_on_user_error, run_cli
 from camexp.core.messages import say
 from camexp.modules.cam_classifier import CAMClassifier
@@ -24,7 +24,7 @@ from camexp.runs.ledger import evaluation_settings, record_test_evaluation, weig
 from camexp.runs.settings import apply_training_settings
 from camexp.runs.start import start_run
 
-TORCHVISION_TARGET = "camexp.modules.torchvision_classifier.TorchvisionClassifier"
+TORCHVISION_TARGET = TORCHVISION_MODEL
 
 
 def evaluate(cfg: DictConfig, folder: RunFolder | None = None) -> dict[str, float]:

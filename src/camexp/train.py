@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from camexp.config.validate import unknown_key_hint
+from camexp.config.validate import check_trainable, unknown_key_hint
 from camexp.core.errors import exit_on_user_error, run_cli
 from camexp.core.messages import say
 from camexp.runs.checkpoints import (
@@ -42,6 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     (``optimized_metric`` set) the metrics also carry ``_objective``, the sweeper's value.
     """
     with RunFolder(cfg.paths.output_dir, record=hydra_record(cfg)) as folder:
+        check_trainable(cfg)
         return _train(cfg, folder)
 
 

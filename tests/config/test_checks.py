@@ -90,3 +90,31 @@ def test_the_cli_prints_the_did_you_mean_after_hydras_message(tmp_path: Path) ->
     assert "Key 'metod' is not in struct" in done.stderr
     assert "camexp: localization.metod: localization has no key 'metod'. Did you mean localization.method?" \
         in done.stderr
+
+
+def test_trainer_gpu_without_a_gpu_is_one_paragraph(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from camexp.config.validate import validate
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for trainer in ("gpu", "ddp"):
+        cfg = compose_config("train", [f"trainer={trainer}"], tmp_path / "run", tmp_path)
+        with pytest.raises(ConfigError, match=r"trainer.accelerator=gpu \(trainer=gpu or trainer=ddp\) asks "
+                                              r"for 1 GPU\(s\), but torch finds no GPU on this machine.*trainer=cpu"):
+            validate(cfg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    validate(compose_config("train", ["trainer=gpu", "trainer.devices=2"], tmp_path / "run", tmp_path))
+    with pytest.raises(ConfigError, match=r"asks for 4 GPU\(s\), but torch finds 2 GPU\(s\)"):
+        validate(compose_config("train", ["trainer=gpu", "trainer.devices=4"], tmp_path / "run", tmp_path))
+
+
+def test_train_with_model_torchvision_says_it_cannot_train(tmp_path: Path) -> None:
+    from camexp.train import train
+
+    cfg = compose_config("train", ["model=torchvision", "model.name=resnet18"], tmp_path / "run", tmp_path)
+    with pytest.raises(ConfigError, match=r"model=torchvision cannot train.*python -m camexp.eval "
+                                          r"model=torchvision.*model=vgg_gap"):
+        train(cfg)

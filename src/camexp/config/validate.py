@@ -50,6 +50,8 @@ def validate(cfg: DictConfig) -> None:
         if not 0.0 < float(data.get("val_fraction", 0.1)) < 1.0:
             raise ConfigError(f"data.val_fraction={data.val_fraction!r} must be in (0, 1).")
         _check_batch_over_devices(data.batch_size, cfg.get("trainer"))
+    if cfg.get("trainer") is not None:
+        check_accelerator(cfg.trainer)
         check_choice("data.split", data.get("split", "official"), ConfigError, ("official", "wsol"))
         check_choice("data.on_bad_image", data.get("on_bad_image", "error"), ConfigError, ("error", "skip"))
         check_choice("data.train_on", data.get("train_on", "train"), ConfigError, ("train", "val"))
@@ -190,6 +192,47 @@ def _check_localization(localization: DictConfig) -> None:
                 f"localization.iou_thresholds contains {iou!r}; IoU thresholds are percentages "
                 "in [1, 100] (not fractions), e.g. [30, 50, 70]."
             )
+
+
+TORCHVISION_MODEL = "camexp.modules.torchvision_classifier.TorchvisionClassifier"
+
+
+def check_trainable(cfg: DictConfig) -> None:
+    """``camexp.train`` trains camexp's CAM networks; ``model=torchvision`` only tests one of
+    torchvision's classifiers as it is (``camexp.eval``)."""
+    model = cfg.get("model")
+    if model is not None and model.get("_target_") == TORCHVISION_MODEL:
+        raise ConfigError(
+            "model=torchvision cannot train: it is torchvision's classifier as it is, for "
+            "camexp.eval to test and score with post-hoc maps (python -m camexp.eval "
+            "model=torchvision model.name=resnet50 localization.method=gradcam ...). "
+            "camexp.train trains camexp's CAM networks: model=vgg_gap, googlenet_gap, "
+            "resnet50_gap, inceptionv3_gap, ... (conf/model/), from ImageNet weights with "
+            "model.pretrained=true.")
+
+
+def check_accelerator(trainer: DictConfig) -> None:
+    """``trainer=gpu``/``ddp`` (``trainer.accelerator=gpu``) on a machine where torch finds no
+    GPU (or fewer than ``trainer.devices``): one paragraph, not Lightning's exception."""
+    accelerator = str(trainer.get("accelerator") or "auto").lower()
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    devices = trainer.get("devices")
+    wanted = devices if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0 else 1
+    if count >= wanted:
+        return
+    build = (f"; this torch {torch.__version__} is a CPU-only build, install a CUDA build of the "
+             "pinned version" if torch.version.cuda is None else "")
+    found = ("torch finds no GPU on this machine (torch.cuda.is_available() is false"
+             f"{build})" if count == 0 else f"torch finds {count} GPU(s)")
+    raise ConfigError(
+        f"trainer.accelerator={accelerator} (trainer=gpu or trainer=ddp) asks for "
+        f"{wanted} GPU(s), but {found}. Run where the GPUs are visible (nvidia-smi, "
+        "CUDA_VISIBLE_DEVICES), set trainer.devices to the GPUs there are, or use trainer=cpu "
+        "(the default).")
 
 
 def _check_batch_over_devices(batch_size: int, trainer: DictConfig | None) -> None:
