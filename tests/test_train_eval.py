@@ -297,3 +297,19 @@ def test_eval_says_what_a_file_that_is_no_checkpoint_is(trained_run, tmp_path: P
         text = str(caught.value)
         assert "weights_only" not in text and ": 'pytorch-lightning_version'" not in text, text
         assert "run folder" in text or "ckpt_path=" in text  # what to pass instead
+
+
+def test_post_hoc_pictures_name_their_map_method(trained_run, tmp_path: Path, data_dir, monkeypatch) -> None:
+    import camexp.callbacks.cam_pictures as pictures
+
+    output_dir, _ = trained_run
+    titles, draw = [], pictures.draw_cam_panel
+    monkeypatch.setattr(pictures, "draw_cam_panel",
+                        lambda path, image, maps, boxes, title, **kw: titles.append(title) or draw(
+                            path, image, maps, boxes, title, **kw))
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={output_dir}", "callbacks.cam_pictures.num_images=2",
+                                                   "localization.method=gradcam", "print_config=false",
+                                                   "trainer.enable_progress_bar=false"],
+                         tmp_path / "eval", data_dir)
+    evaluate(cfg)
+    assert len(titles) == 2 and all(t.endswith("maps: localization.method=gradcam") for t in titles), titles
