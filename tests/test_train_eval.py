@@ -94,13 +94,15 @@ def test_eval_of_a_truncated_checkpoint_is_a_clear_error(trained_run, tmp_path: 
     with pytest.raises(UserError, match=r"Cannot load checkpoint .*truncated.ckpt: it is truncated or "
                                         r"damaged \(5000 bytes; its zip archive cannot be read\)"):
         evaluate(cfg)
-    for name, content, reason in (("empty.ckpt", b"", r"the file is empty \(0 bytes\)"),
-                                  ("text.ckpt", b"e" * 10,
-                                   r"it is not a file written by torch.save \(10 bytes of something else\)")):
+    for name, content, reason in (
+            ("empty.ckpt", b"", r"Cannot load checkpoint .*empty.ckpt: the file is empty \(0 bytes\)"),
+            ("text.ckpt", b"e" * 10, r"text.ckpt is a text file, not a checkpoint \(a binary file written by torch.save\)"),
+            ("binary.ckpt", b"\x00\x01" * 10, r"Cannot load checkpoint .*binary.ckpt: it is not a file "
+                                               r"written by torch.save \(20 bytes of something else\)")):
         (tmp_path / name).write_bytes(content)
         cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={tmp_path / name}"], tmp_path / name[:4],
                              data_dir)
-        with pytest.raises(UserError, match=rf"Cannot load checkpoint .*{name}: {reason}\. Pass a complete"):
+        with pytest.raises(UserError, match=rf"{reason}\. Pass ckpt_path="):
             evaluate(cfg)
 
 
@@ -249,3 +251,65 @@ def test_a_finished_search_trial_returns_its_recorded_objective(tmp_path: Path) 
     assert _stored_objective(cfg, numbers) == 40.0  # no trial.json: the metric of metrics.json
     (tmp_path / "trial.json").write_text(_json.dumps({"status": "complete", "value": 42.5}))
     assert _stored_objective(cfg, numbers) == 42.5
+
+
+def test_eval_of_a_run_folder_tests_the_checkpoint_the_run_tested(trained_run, tmp_path, data_dir,
+                                                                  capsys) -> None:
+    """The README's reproduction check: ckpt_path=<run folder> gives the run's own test numbers
+    (last.ckpt would not: the run tested its best epoch) and names the checkpoint."""
+    output_dir, metrics = trained_run
+    record = json.loads((output_dir / "test_record.json").read_text())
+    best = next((output_dir / "checkpoints").glob("epoch_*.ckpt"))
+    assert record["tested"] == f"checkpoints/{best.name}"
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={output_dir}", "callbacks.cam_pictures.num_images=1",
+                                                   "trainer.enable_progress_bar=false", "print_config=false"],
+                         tmp_path / "eval", data_dir)
+    results = evaluate(cfg)
+    out = capsys.readouterr().out
+    assert f"ckpt_path={output_dir} is a run folder: evaluating {best}, the checkpoint" in out
+    assert "CONFIG" not in out  # print_config=false works for eval too
+    for key in ("test/acc_top1", "test/MaxBoxAccV2", "test/PxAP", "test/loc_gt_known"):
+        assert results[key] == metrics[key], key
+
+
+def test_eval_says_what_a_file_that_is_no_checkpoint_is(trained_run, tmp_path: Path) -> None:
+    import torch
+
+    output_dir, _ = trained_run
+    module_state = torch.load(next((output_dir / "checkpoints").glob("epoch_*.ckpt")),
+                              map_location="cpu", weights_only=True)["state_dict"]
+    (tmp_path / "metrics.json").write_text(json.dumps({"test/acc_top1": 0.5}))
+    torch.save(module_state, tmp_path / "weights.pt")
+    torch.save({"state_dict": module_state, "epoch": 3}, tmp_path / "hand.ckpt")
+    (tmp_path / "empty_run" / "checkpoints").mkdir(parents=True)
+    cases = {
+        tmp_path / "metrics.json": r"metrics.json is a JSON file, a run's metrics.json \(its final numbers\), not a ch",
+        tmp_path / "weights.pt": r"weights.pt is a plain state dict \(\d+ tensors: weights only.*model.weights_path=<file> train=false",
+        tmp_path / "hand.ckpt": r"hand.ckpt holds a 'state_dict' but was not written by Lightning's checkpointing",
+        tmp_path / "empty_run": r"empty_run is a folder without checkpoints",
+        tmp_path / "nothing": r"nothing does not exist \(no file or folder of that name\)",
+    }
+    for path, message in cases.items():
+        cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={path}", "print_config=false"],
+                             tmp_path / "eval", tmp_path / "data")
+        with pytest.raises(UserError, match=message) as caught:
+            evaluate(cfg)
+        text = str(caught.value)
+        assert "weights_only" not in text and ": 'pytorch-lightning_version'" not in text, text
+        assert "run folder" in text or "ckpt_path=" in text  # what to pass instead
+
+
+def test_post_hoc_pictures_name_their_map_method(trained_run, tmp_path: Path, data_dir, monkeypatch) -> None:
+    import camexp.callbacks.cam_pictures as pictures
+
+    output_dir, _ = trained_run
+    titles, draw = [], pictures.draw_cam_panel
+    monkeypatch.setattr(pictures, "draw_cam_panel",
+                        lambda path, image, maps, boxes, title, **kw: titles.append(title) or draw(
+                            path, image, maps, boxes, title, **kw))
+    cfg = compose_config("eval", TINY_SYNTHETIC + [f"ckpt_path={output_dir}", "callbacks.cam_pictures.num_images=2",
+                                                   "localization.method=gradcam", "print_config=false",
+                                                   "trainer.enable_progress_bar=false"],
+                         tmp_path / "eval", data_dir)
+    evaluate(cfg)
+    assert len(titles) == 2 and all(t.endswith("maps: localization.method=gradcam") for t in titles), titles

@@ -18,13 +18,16 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from camexp.config.validate import unknown_key_hint
 from camexp.core.errors import exit_on_user_error, run_cli
 from camexp.data.checks import Report, check_tables, training_problems
 from camexp.data.tables import Tables
+from camexp.runs.start import print_config_tree
 
 
 def check_data(cfg: DictConfig) -> Report:
     """Build the configured DataModule, read its tables, run every check; returns the report."""
+    print_config_tree(cfg)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.prepare_data()
     tables = datamodule.read_tables()
@@ -66,4 +69,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, lambda text: unknown_key_hint(text, "check_data", sys.argv[1:]))

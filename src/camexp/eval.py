@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from camexp.config.validate import TORCHVISION_MODEL, unknown_key_hint
 from camexp.core.errors import UserError, exit_on_user_error, run_cli
+from camexp.core.messages import say
 from camexp.modules.cam_classifier import CAMClassifier
-from camexp.runs.checkpoints import checkpoint_hyperparameters, readable_checkpoint, same_setting
+from camexp.runs.checkpoints import (
+    checkpoint_hyperparameters,
+    eval_checkpoint_problem,
+    same_setting,
+    tested_checkpoint,
+)
 from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data, test_or_exit_preempted
-from camexp.runs.ledger import record_test_evaluation
+from camexp.runs.ledger import evaluation_settings, record_test_evaluation, weights_digest
 from camexp.runs.settings import apply_training_settings
 from camexp.runs.start import start_run
 
-TORCHVISION_TARGET = "camexp.modules.torchvision_classifier.TorchvisionClassifier"
+TORCHVISION_TARGET = TORCHVISION_MODEL
 
 
-def evaluate(cfg: DictConfig) -> dict[str, float]:
+def evaluate(cfg: DictConfig, folder: RunFolder | None = None) -> dict[str, float]:
     """Test the checkpoint's model (its own hyper-parameters) on the test split of the data it was
     trained on (the training run's data and localization settings, unless overridden);
-    with ``model=torchvision``, torchvision's classifier as it is (no checkpoint)."""
+    with ``model=torchvision``, torchvision's classifier as it is (no checkpoint). ``folder``:
+    the run folder, marked started just before the test (a failure before it is a failed
+    start)."""
+    start_run(cfg)  # the tags of a sweep, the config tree (print_config)
     if cfg.get("model") is not None and cfg.model.get("_target_") == TORCHVISION_TARGET:
         datamodule = prepare_data(cfg)
         from camexp.modules.torchvision_classifier import TorchvisionClassifier
@@ -31,30 +42,25 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
         options.pop("_target_")
         model = TorchvisionClassifier(**options)  # not hydra's instantiate: errors stay UserErrors
         trainer = build_trainer(cfg)
+        if folder is not None:
+            folder.started()
         trainer.test(model, datamodule=datamodule)
         return finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)
     if cfg.get("ckpt_path") is None:
         raise UserError(
-            "camexp.eval needs ckpt_path=<run>/checkpoints/last.ckpt (a camexp.train checkpoint), "
-            "or model=torchvision model.name=<torchvision classifier> to test one of torchvision's."
+            "camexp.eval needs ckpt_path=<run folder of camexp.train> (the checkpoint that run "
+            "tested) or a checkpoint file (<run>/checkpoints/epoch_NNN.ckpt), or model=torchvision "
+            "model.name=<torchvision classifier> to test one of torchvision's."
         )
-    ckpt_path = Path(cfg.ckpt_path).expanduser()
-    if not ckpt_path.is_file():
-        raise UserError(
-            f"Checkpoint {ckpt_path} does not exist. Pass ckpt_path= a .ckpt file written by "
-            "camexp.train (its run folder's checkpoints/last.ckpt or the best epoch_*.ckpt)."
-        )
-    problem = readable_checkpoint(ckpt_path)  # empty, truncated, foreign pickle: in words
+    ckpt_path = checkpoint_to_test(cfg)
+    # a text file, a plain state dict, a foreign pickle, a truncated file: what it is, in words
+    problem = eval_checkpoint_problem(ckpt_path)
     if problem:
-        raise UserError(
-            f"Cannot load checkpoint {ckpt_path}: {problem}. Pass a complete .ckpt written by "
-            "camexp.train; files holding objects other than tensors and plain values are refused."
-        )
+        raise UserError(problem)
     # the test is counted for the config that trained the checkpoint (its run folder), when
     # known: read first, so a damaged file costs no evaluation
     trained = training_record(ckpt_path)
     check_method(cfg, ckpt_path)
-    start_run(cfg, tags_required=False)  # threshold sweeps of one checkpoint need no tags
     # the training run's data and localization settings, unless overridden here (printed)
     apply_training_settings(cfg, ckpt_path)
     datamodule = prepare_data(cfg)
@@ -77,11 +83,37 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
             "trained on (data=...)."
         )
     trainer = build_trainer(cfg)
+    if folder is not None:
+        folder.started()
     test_or_exit_preempted(trainer, model, datamodule)
     numbers = finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)  # first: kept
     if trainer.is_global_zero:
-        record_test_evaluation(trained or cfg, cfg.paths.log_dir, cfg.paths.output_dir, "eval")
+        if cfg.trainer.get("fast_dev_run"):
+            say("camexp: debug=fdr (fast_dev_run): a one-batch check, not counted in the test ledger.")
+        else:
+            record_test_evaluation(trained or cfg, cfg.paths.log_dir, cfg.paths.output_dir, "eval",
+                                   weights_digest(model.state_dict()), evaluation_settings(cfg),
+                                   tested=ckpt_path)
     return numbers
+
+
+def checkpoint_to_test(cfg: DictConfig) -> Path:
+    """The checkpoint file of ``ckpt_path=``: the file, or for a training run's folder the
+    checkpoint that run tested (named, and put in ``cfg.ckpt_path``)."""
+    ckpt_path = Path(cfg.ckpt_path).expanduser()
+    if ckpt_path.is_dir():
+        found, how = tested_checkpoint(ckpt_path)
+        say(f"camexp: ckpt_path={cfg.ckpt_path} is a run folder: evaluating {found}, {how}.")
+        with open_dict(cfg):
+            cfg.ckpt_path = str(found)
+        return found
+    if not ckpt_path.is_file():
+        raise UserError(
+            f"Checkpoint {ckpt_path} does not exist (no file or folder of that name). Pass "
+            "ckpt_path= a camexp.train run folder (the checkpoint that run tested) or one of its "
+            "checkpoints (<run>/checkpoints/epoch_NNN.ckpt or last.ckpt)."
+        )
+    return ckpt_path
 
 
 CAM_METHOD = {"_target_": "camexp.methods.CAM"}
@@ -145,9 +177,8 @@ def main(cfg: DictConfig) -> None:
 def _locked(cfg: DictConfig) -> dict[str, float]:
     """``evaluate`` holding the run folder's lock (one run per folder)."""
     with RunFolder(cfg.paths.output_dir, record=hydra_record(cfg)) as folder:
-        folder.started()
-        return evaluate(cfg)
+        return evaluate(cfg, folder)
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, lambda text: unknown_key_hint(text, "eval", sys.argv[1:]))

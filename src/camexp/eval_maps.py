@@ -31,8 +31,10 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from camexp.config.validate import unknown_key_hint
 from camexp.core.errors import BoxError, EvalMapsError, MapError, MetadataError, PxAPError, run_cli
 from camexp.localization.offline import evaluate_maps, write_result
+from camexp.runs.start import print_config_tree
 
 #: Errors reported as one paragraph with exit code 2 (no traceback).
 INPUT_ERRORS = (EvalMapsError, MetadataError, MapError, BoxError, PxAPError)
@@ -40,6 +42,7 @@ INPUT_ERRORS = (EvalMapsError, MetadataError, MapError, BoxError, PxAPError)
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate with a composed ``eval_maps`` config and write ``cfg.output`` (if not null)."""
+    print_config_tree(cfg)
     for key in ("maps_dir", "metadata_dir"):
         if OmegaConf.is_missing(cfg, key):
             raise EvalMapsError(
@@ -116,4 +119,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    run_cli(main)
+    run_cli(main, lambda text: unknown_key_hint(text, "eval_maps", sys.argv[1:]))

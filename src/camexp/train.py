@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -9,7 +10,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from camexp.config.validate import check_trainable, unknown_key_hint
 from camexp.core.errors import exit_on_user_error, run_cli
+from camexp.core.messages import say
 from camexp.runs.checkpoints import (
     check_resume_compatible,
     exit_interrupted,
@@ -20,7 +23,7 @@ from camexp.runs.checkpoints import (
 from camexp.runs.finished import FitMetrics, finished_numbers
 from camexp.runs.folder import RunFolder, hydra_record
 from camexp.runs.job import build_trainer, finish_run, one_job, prepare_data
-from camexp.runs.ledger import record_test_evaluation
+from camexp.runs.ledger import evaluation_settings, record_test_evaluation, weights_digest
 from camexp.runs.loggers import trim_csv_log
 from camexp.runs.settings import RunSettings
 from camexp.runs.start import start_run
@@ -39,6 +42,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     (``optimized_metric`` set) the metrics also carry ``_objective``, the sweeper's value.
     """
     with RunFolder(cfg.paths.output_dir, record=hydra_record(cfg)) as folder:
+        check_trainable(cfg)
         return _train(cfg, folder)
 
 
@@ -76,6 +80,7 @@ def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
         # from the checkpoint, so metrics.json keeps them
         metrics = fit_metrics.final(trainer)
         tested = bool(cfg.get("test", True))
+        best = ""
         if tested:
             best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
             trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
@@ -92,8 +97,13 @@ def _train(cfg: DictConfig, folder: RunFolder) -> dict[str, float]:
                          f"stopped during the test; training is complete in {checkpoint_dir}",
                          trainer.is_global_zero)
     numbers = finish_run(trainer, metrics, cfg.paths.output_dir)  # first: the numbers are kept
-    if tested and trainer.is_global_zero:
-        record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train")
+    if tested and trainer.is_global_zero and not cfg.trainer.get("fast_dev_run"):
+        # the weights tested: the best epoch's, loaded by the test
+        record_test_evaluation(cfg, cfg.paths.log_dir, cfg.paths.output_dir, "train",
+                               weights_digest(model.state_dict()), evaluation_settings(cfg),
+                               tested=best or None)
+    elif tested and trainer.is_global_zero:
+        say("camexp: debug=fdr (fast_dev_run): a one-batch check, not counted in the test ledger.")
     if cfg.get("optimized_metric"):
         numbers["_objective"] = objective_value(cfg, trainer, numbers)
     return numbers
@@ -123,7 +133,7 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     try:
-        run_cli(main)
+        run_cli(main, lambda text: unknown_key_hint(text, "train", sys.argv[1:]))
     except ValueError as error:  # a search in which no trial completed
         exit_if_no_trial_completed(error)
         raise

@@ -104,3 +104,34 @@ def test_pictures_draw_the_maps_that_were_scored_computed_once_per_batch(tmp_pat
         assert len(maps) == 3  # ground truth and the top 2
         for drawn_map, raw in zip(maps, scored[image_id], strict=False):
             np.testing.assert_array_equal(drawn_map, normalize_map(raw, drawn_map.shape))
+
+
+def test_a_good_box_shows_on_the_colour_map(tmp_path: Path, kept_figures) -> None:
+    """The IoU >= 0.7 box was blue, drawn on the jet map's blue background; now its colour is
+    far from every colour of the map, and each predicted box has a dark outline under it."""
+    import matplotlib
+    from matplotlib.colors import to_rgb
+
+    jet = matplotlib.colormaps["jet"](np.linspace(0, 1, 1024))[:, :3]
+    good = np.array(to_rgb(IOU_COLOURS[0][1]))
+    assert IOU_COLOURS[0][0] == 0.7
+    assert np.sqrt(((jet - good) ** 2).sum(axis=1)).min() >= 0.5
+    image = np.zeros((20, 30, 3), dtype=np.uint8)
+    cam = np.zeros((20, 30))
+    panels_module.draw_cam_panel(tmp_path / "p.png", image, [("GT", cam)], np.array([[2, 2, 10, 10]]),
+                                 pred_boxes=[[(np.array([1, 1, 9, 9]), IOU_COLOURS[0][1])]])
+    [figure] = kept_figures
+    edges = [(tuple(patch.get_edgecolor()[:3]), patch.get_linewidth()) for patch in figure.axes[1].patches]
+    assert ((0.0, 0.0, 0.0), 3.0) in edges and (tuple(good), 1.5) in edges
+
+
+def test_map_label_names_the_map_method() -> None:
+    from types import SimpleNamespace
+
+    from camexp.callbacks.cam_pictures import map_label
+    from camexp.maps.registry import map_source
+
+    cam, acol = SimpleNamespace(method=SimpleNamespace(name="cam")), SimpleNamespace(method=SimpleNamespace(name="acol"))
+    assert map_label(map_source("cam"), cam) == "CAM"
+    assert map_label(map_source("cam"), acol) == "method=acol's own map"
+    assert map_label(map_source("gradcam"), cam) == "localization.method=gradcam"

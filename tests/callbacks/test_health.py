@@ -6,10 +6,17 @@ import json
 import math
 from pathlib import Path
 
+import lightning as L
+import pytest
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from camexp.callbacks.health import TrainingHealth, health_warnings
+from camexp.methods.acol import ACoL
+from camexp.methods.cam import CAM
+from camexp.methods.fsl import FSL
+from camexp.methods.spg import SPG
 from camexp.train import train
 from tests.helpers.configs import TINY_SYNTHETIC, compose_config
 
@@ -68,7 +75,73 @@ def test_a_planted_collapsed_run_warns_in_metrics_json_and_the_console(tmp_path:
     assert saved == metrics  # the numbers are unchanged
     assert any(w.startswith("The training loss never left ln(10) = 2.303") for w in warnings), warnings
     assert any(w.startswith("test top-1 accuracy 10.0% is at chance for 10 classes") for w in warnings)
+    assert not any("localize nothing" in w for w in warnings)
     assert any(w.startswith("every test ground-truth-class map is constant (20 of 20 images") for w in warnings)
     err = capsys.readouterr().err
     assert "camexp: WARNING: The training loss never left ln(10)" in err
     assert "camexp: WARNING: every test ground-truth-class map is constant" in err
+
+
+class _TwoEpochs(L.LightningModule):
+    """Epoch 1's loss sits at ln(10), epoch 2's at 1.0; ``score`` is highest at epoch 1, so
+    the best checkpoint (the one the test loads) is epoch 1's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+
+    def training_step(self, batch, batch_idx):
+        target = math.log(10) if self.current_epoch == 0 else 1.0
+        return {"loss": self.weight.sum() * 0 + target}
+
+    def validation_step(self, batch, batch_idx):
+        self.log("score", 1.0 - self.current_epoch)
+
+    def test_step(self, batch, batch_idx):
+        return None
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.zeros(4, 1), batch_size=2)
+
+    val_dataloader = test_dataloader = train_dataloader
+
+
+def test_the_test_of_the_best_epoch_keeps_the_whole_runs_loss_history(tmp_path: Path) -> None:
+    """The best checkpoint carries the loss history up to its epoch; loading it for the test
+    used to replace the run's history, and a run whose loss left ln(10) in epoch 2 warned that
+    it never did."""
+    health = TrainingHealth()
+    best = ModelCheckpoint(dirpath=tmp_path, monitor="score", mode="max")
+    trainer = L.Trainer(max_epochs=2, callbacks=[health, best], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=tmp_path)
+    module = _TwoEpochs()
+    trainer.fit(module)
+    assert best.best_model_path.endswith("epoch=0-step=2.ckpt")
+    trainer.test(module, ckpt_path=best.best_model_path, verbose=False)
+    assert health.epoch_losses == pytest.approx([math.log(10), 1.0])
+    assert health_warnings(HEALTHY, health, num_classes=10) == []
+    # a training resumed from that checkpoint takes its history (and continues it)
+    resumed = TrainingHealth()
+    trainer = L.Trainer(max_epochs=2, callbacks=[resumed], logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(_TwoEpochs(), ckpt_path=best.best_model_path)
+    assert resumed.epoch_losses == pytest.approx([math.log(10), 1.0])
+
+
+def test_each_warning_says_only_what_its_methods_evidence_shows() -> None:
+    ln10 = math.log(10)
+    at_chance = {**HEALTHY, "test/acc_top1": 0.1}
+    # FSL trains no classifier: chance accuracy is expected, and its BCE has no chance value
+    assert health_warnings(at_chance, _health([ln10, ln10], images=200), method=FSL()) == []
+    # the chance warning of a method that trains its classifier no longer says the maps fail
+    [chance] = health_warnings(at_chance, _health(images=200), method=CAM())
+    assert "localize nothing" not in chance and "judge the maps by them" in chance
+    # ACoL's loss is two cross-entropies: 2 ln(10) at chance, and ln(10) is progress
+    assert health_warnings(HEALTHY, _health([ln10, ln10], images=200), method=ACoL()) == []
+    [acol] = health_warnings(HEALTHY, _health([2 * ln10] * 2, images=200), method=ACoL())
+    assert acol.startswith("The training loss never left 4.605, method=acol's loss when every one")
+    # SPG adds seed losses whose value at chance is unknown: no loss warning either way
+    assert health_warnings(HEALTHY, _health([ln10, ln10], images=200), method=SPG()) == []

@@ -61,3 +61,60 @@ def test_bad_config_values_are_named(override: str, message: str, tmp_path: Path
     with pytest.raises(ConfigError) as error:
         validate(cfg)
     assert message in str(error.value)
+
+
+HYDRA_NOT_IN_STRUCT = ("Could not override 'model.pol'.\nTo append to your config use +model.pol=gmp\n"
+                       "Key 'pol' is not in struct\n    full_key: model.pol\n    object_type=dict")
+
+
+def test_a_mistyped_override_gets_a_did_you_mean_with_the_groups_keys() -> None:
+    from camexp.config.validate import unknown_key_hint
+
+    hint = unknown_key_hint(HYDRA_NOT_IN_STRUCT, "train", ["-m", "model=vgg_gap", "model.pol=gap,gmp",
+                                                          "tags=[x]", "--config-name", "train"])
+    assert hint.startswith("camexp: model.pol: model has no key 'pol'. Did you mean model.pool? "
+                           "Model has: arch, channels_last, compile, head,")
+    top = ("Could not override 'lcalization.method'.\nKey 'lcalization' is not in struct\n"
+           "    full_key: lcalization\n    object_type=dict")
+    assert "Did you mean localization?" in unknown_key_hint(top, "eval", ["lcalization.method=cam"])
+    assert unknown_key_hint("Could not load 'model/nope'.", "train", []) is None
+
+
+def test_the_cli_prints_the_did_you_mean_after_hydras_message(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "camexp.eval", "localization.metod=gradcam"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "Key 'metod' is not in struct" in done.stderr
+    assert "camexp: localization.metod: localization has no key 'metod'. Did you mean localization.method?" \
+        in done.stderr
+
+
+def test_trainer_gpu_without_a_gpu_is_one_paragraph(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    from camexp.config.validate import validate
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    for trainer in ("gpu", "ddp"):
+        cfg = compose_config("train", [f"trainer={trainer}"], tmp_path / "run", tmp_path)
+        with pytest.raises(ConfigError, match=r"trainer.accelerator=gpu \(trainer=gpu or trainer=ddp\) asks "
+                                              r"for 1 GPU\(s\), but torch finds no GPU on this machine.*trainer=cpu"):
+            validate(cfg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    validate(compose_config("train", ["trainer=gpu", "trainer.devices=2"], tmp_path / "run", tmp_path))
+    with pytest.raises(ConfigError, match=r"asks for 4 GPU\(s\), but torch finds 2 GPU\(s\)"):
+        validate(compose_config("train", ["trainer=gpu", "trainer.devices=4"], tmp_path / "run", tmp_path))
+
+
+def test_train_with_model_torchvision_says_it_cannot_train(tmp_path: Path) -> None:
+    from camexp.train import train
+
+    cfg = compose_config("train", ["model=torchvision", "model.name=resnet18"], tmp_path / "run", tmp_path)
+    with pytest.raises(ConfigError, match=r"model=torchvision cannot train.*python -m camexp.eval "
+                                          r"model=torchvision.*model=vgg_gap"):
+        train(cfg)

@@ -50,3 +50,24 @@ def test_each_debug_preset_runs(tmp_path: Path, data_dir: Path, preset: str, mon
         text = (out / "profiler" / next(n for n in reports if n.startswith("fit-profile"))).read_text()
         assert "run_training_epoch" in text or "Action" in text
     assert json.loads((out / "metrics.json").read_text())
+
+
+def test_a_fast_dev_run_leaves_no_run_and_no_ledger_entry(tmp_path: Path, data_dir: Path, capsys) -> None:
+    """debug=fdr: its folder is under outputs/train/debug/, apart from the runs; its one-batch
+    test is not counted in the test ledger; the report leaves it out."""
+    from camexp.report.collect import find_runs
+
+    cfg = compose_config("train", [*FAST, "debug=fdr"], tmp_path / "outputs" / "train" / "debug" / "x", data_dir)
+    assert "/train/debug/" in cfg.hydra.run.dir and "/debug/multiruns/" in cfg.hydra.sweep.dir
+    cfg.paths.log_dir = str(tmp_path / "outputs")
+    train(cfg)
+    assert not (tmp_path / "outputs" / "test_ledger.jsonl").exists()
+    assert not (tmp_path / "outputs" / "train" / "debug" / "x" / "test_record.json").exists()
+    assert "not counted in the test ledger" in capsys.readouterr().out
+    (tmp_path / "outputs" / "train" / "debug" / "x" / ".hydra").mkdir(exist_ok=True)
+    from omegaconf import OmegaConf, open_dict
+
+    with open_dict(cfg):
+        cfg.pop("hydra")
+    OmegaConf.save(cfg, tmp_path / "outputs" / "train" / "debug" / "x" / ".hydra" / "config.yaml")
+    assert find_runs(tmp_path / "outputs") == []

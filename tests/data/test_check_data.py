@@ -13,7 +13,7 @@ from camexp.check_data import check_data
 from camexp.core.errors import DatasetError
 from camexp.data.datamodule import CUBDataModule
 from camexp.data.imagenet import ImageNetDataModule
-from tests.helpers.configs import compose_config
+from tests.helpers.configs import TINY_SYNTHETIC, compose_config
 from tests.helpers.datasets import write_cub, write_imagenet, write_metadata
 
 SMALL = dict(batch_size=2, num_workers=0, val_fraction=0.5, resize_size=(40, 40), crop_size=32,
@@ -216,3 +216,17 @@ def test_class_without_training_images_and_empty_val_are_flagged(tmp_path: Path,
     datamodule = CUBDataModule(str(one), num_classes=3, **{**SMALL, "batch_size": 1})
     datamodule.setup("fit")
     assert "camexp: WARNING: the val split of" in capsys.readouterr().err
+
+
+def test_check_data_checks_the_synthetic_draw_the_demo_trains_on(tmp_path: Path, data_dir: Path) -> None:
+    """check_data data=synthetic drew seed 0 while make demo trains on seed 12345 (issue 20);
+    the report names the draw."""
+    from hydra.utils import instantiate
+
+    demo = compose_config("train", [], tmp_path / "run", data_dir)
+    checked = compose_config("check_data", [], tmp_path / "check", data_dir)
+    assert checked.data.synthetic.seed == demo.data.synthetic.seed == 12345
+    tiny = compose_config("check_data", TINY_SYNTHETIC, tmp_path / "check", data_dir)
+    datamodule = instantiate(tiny.data, _convert_="all")
+    datamodule.prepare_data()
+    assert "drawn with data.synthetic.seed=12345" in datamodule.read_tables().description

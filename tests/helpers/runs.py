@@ -28,6 +28,37 @@ def fake_run(folder: Path, config: dict, metrics: dict | None, experiment: str |
     return folder
 
 
+FIELD_DATA = {"CUB": ("CUBDataModule", 50), "ImageNet": ("ImageNetDataModule", 10),
+              "OpenImages": ("OpenImagesDataModule", 10)}
+
+
+def field_protocol_config(arch: str, method: str, dataset: str = "CUB", **changes) -> dict:
+    """The config of a training run under the field's protocol (as ``experiment=wsol_<dataset>_
+    <backbone> method=<method>`` writes it): the field's splits, schedule, checkpoint choice
+    and evaluation. ``changes``: dotted keys with ``__`` for ``.`` set to other values."""
+    module, epochs = FIELD_DATA[dataset]
+    config = {
+        "task_name": "train", "train": True,
+        "model": {"arch": arch, "pool": "gap"},
+        "method": {"_target_": f"camexp.methods.{method}"},
+        "data": {"_target_": f"camexp.data.datamodule.{module}", "split": "wsol", "epochs": epochs,
+                 "eval_size": [224, 224]},
+        "trainer": {"max_epochs": "${data.epochs}", "limit_train_batches": None,
+                    "limit_val_batches": None, "limit_test_batches": None, "fast_dev_run": False},
+        "callbacks": {"model_checkpoint": {
+            "monitor": "val/PxAP" if dataset == "OpenImages" else "val/MaxBoxAccV2"}},
+        "localization": {"method": "cam", "cam_curve_interval": 0.001,
+                         "iou_thresholds": [30, 50, 70], "multi_contour": True},
+    }
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return config
+
+
 # 40 training images in batches of 8: 5 steps an epoch, 3 epochs; with 2 DataLoader workers
 # (persistent, as by default), since a resume must be exact with them (issue 19)
 RESUMABLE_RUN = [o for o in TINY_SYNTHETIC if not o.startswith("data.num_workers=")] + [

@@ -16,7 +16,7 @@ from camexp.report.build import make_report
 from camexp.report.collect import derived_metrics
 from camexp.train import train
 from tests.helpers.configs import TINY_SYNTHETIC, compose_config
-from tests.helpers.runs import fake_run
+from tests.helpers.runs import fake_run, field_protocol_config
 
 # what the configs of the ILSVRC presets' runs say they trained (the report matches on it)
 IMAGENET = {"_target_": "camexp.data.datamodule.ImageNetDataModule", "split": "official"}
@@ -92,8 +92,9 @@ def test_report_of_a_partial_sweep(sweep: Path) -> None:
     assert csv_top1["overrides"] == "seed=1"
     markdown = (out / "report.md").read_text()
     assert "## Table 1" in markdown and "## Table 2" in markdown
-    assert "| GoogLeNet-GAP | ilsvrc_googlenet_gap | test/cls_top1_err | 35.00 | 34.00 | -1.00 | `0` | ok |" in markdown
-    assert "| VGGnet-GAP | ilsvrc_vgg_gap | test/loc_top1_err | 57.20 |  |  | `1` | unfinished |" in markdown
+    # no test_record.json in these hand-made folders: the test count is unknown (blank)
+    assert "| GoogLeNet-GAP | ilsvrc_googlenet_gap | test/cls_top1_err | 35.00 | 34.00 | -1.00 |  | `0` | ok |" in markdown
+    assert "| VGGnet-GAP | ilsvrc_vgg_gap | test/loc_top1_err | 57.20 |  |  |  | `1` | unfinished |" in markdown
     for png in ("table_1.png", "table_2.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -197,7 +198,7 @@ def test_report_of_runs_that_are_not_presets(tmp_path: Path, capsys) -> None:
     markdown = (root / "report" / "report.md").read_text()
     assert "## Runs" in markdown and "## Table" not in markdown
     assert ("| model.pool=gmp | train | vgg_gap | gmp | cam | cam | cub (mybirds, 112x112) | 31.20 | 95.00 | 0.10 | "
-            "21.00 | test/MaxBoxAccV2 0.1 is below the centre-Gaussian baseline 21.0 | `1` | finished |") in markdown
+            "21.00 |  | test/MaxBoxAccV2 0.1 is below the centre-Gaussian baseline 21.0 | `1` | finished |") in markdown
     assert (root / "report" / "runs.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # an eval run takes model, pool and training method from its checkpoint's training run
@@ -220,8 +221,7 @@ def test_an_eval_run_is_described_by_its_checkpoint_and_its_own_map(tmp_path: Pa
     for method in ("backprop", "gradcam"):
         fake_run(root / method, {"ckpt_path": ckpt, "data": IMAGENET, "localization": {"method": method}},
                  {"test/loc_top1_err": 62.12, "test/loc_top5_err": 50.0})
-    fake_run(root / "field", {**cam, "model": VGG, "data": {**IMAGENET, "split": "wsol"}},
-             {"test/MaxBoxAccV2": 61.0})
+    fake_run(root / "field", field_protocol_config("vgg16", "CAM", "ImageNet"), {"test/MaxBoxAccV2": 61.0})
     lines = make_report(root)
     by_run = {}
     for line in lines:

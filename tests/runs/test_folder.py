@@ -150,3 +150,31 @@ def test_the_run_that_takes_the_lock_keeps_its_own_hydra_record(tmp_path: Path, 
 # -- 6, 8, 9: one paragraph, exit 2 ---------------------------------------------------------------------
 
 
+
+
+def test_a_start_that_fails_is_shown_as_such_not_as_unfinished(tmp_path: Path, capsys) -> None:
+    """A run refused before training (here a dataset error) leaves start_failed.txt with the
+    reason; the report shows it as failed to start; a later successful start clears it."""
+    import csv
+
+    from camexp.core.errors import DatasetError
+    from camexp.report.build import make_report
+    from tests.helpers.runs import fake_run
+
+    run = fake_run(tmp_path / "runs" / "bad", {"task_name": "train", "model": {"arch": "tiny"}}, None)
+    crashed = fake_run(tmp_path / "runs" / "crashed", {"task_name": "train", "model": {"arch": "tiny"}}, None)
+    with pytest.raises(DatasetError), RunFolder(run):
+        raise DatasetError("No CUB-200-2011 at /data/CUB. Set data.root.")
+    assert (run / "start_failed.txt").read_text() == "DatasetError: No CUB-200-2011 at /data/CUB. Set data.root.\n"
+    with pytest.raises(RuntimeError), RunFolder(crashed) as folder:  # started, then crashed
+        folder.started()
+        raise RuntimeError("killed")
+    assert not (crashed / "start_failed.txt").exists()
+    make_report(tmp_path / "runs")
+    assert "2 runs (0 finished, 1 unfinished, 1 failed to start)" in capsys.readouterr().out
+    with (tmp_path / "runs" / "report" / "runs.csv").open() as file:
+        status = {row["run"]: row["status"] for row in csv.DictReader(file)}
+    assert status == {"bad": "failed to start", "crashed": "unfinished"}
+    with RunFolder(run) as folder:
+        folder.started()
+    assert not (run / "start_failed.txt").exists()

@@ -2,7 +2,8 @@
 
 For each chosen image: the image with its ground-truth boxes, the map of the ground-truth
 class and the maps of the top predicted classes, each resized and min-max normalized exactly
-as the localization metrics see it. The maps are the ones the metrics scored: the pictures ask
+as the localization metrics see it; the title names the maps (CAM, a method's own map, or the
+``localization.method`` of a post-hoc or Backprop map). The maps are the ones the metrics scored: the pictures ask
 the localization callback's map source (``localization.method``: the trained method's own map,
 such as ACoL's fused map, or a post-hoc map) for the same batch; without that callback, the
 trained method's own map from the test step's forward pass. With a
@@ -30,8 +31,10 @@ from camexp.maps.sources import MapSource
 from camexp.maps.trained import TrainedMaps
 from camexp.viz import draw_cam_panel
 
-# predicted box colour by IoU with the best-matching ground-truth box
-IOU_COLOURS = ((0.7, "#1e90ff"), (0.5, "#ffd700"), (0.3, "#ff8c00"), (0.0, "#ff2020"))
+# predicted box colour by IoU with the best-matching ground-truth box; a good box (IoU >= 0.7)
+# is white, a colour the jet map never takes (blue vanished on the map's blue background),
+# and every predicted box is drawn over a dark outline (camexp.viz) so the others show too
+IOU_COLOURS = ((0.7, "#ffffff"), (0.5, "#ffd700"), (0.3, "#ff8c00"), (0.0, "#ff2020"))
 
 
 def box_legend(tau: float) -> list[tuple[str, str]]:
@@ -53,6 +56,15 @@ def predicted_box(map01: np.ndarray, tau: float) -> np.ndarray:
 
 def iou_colour(iou: float) -> str:
     return next(colour for bound, colour in IOU_COLOURS if iou >= bound)
+
+
+def map_label(source: MapSource, pl_module: L.LightningModule) -> str:
+    """What the pictures' maps are: the trained method's own map (``CAM``, ``method=acol's own
+    map``) or the ``localization.method`` that made them (a post-hoc map, Backprop)."""
+    if isinstance(source, TrainedMaps):
+        trained = getattr(getattr(pl_module, "method", None), "name", "cam")
+        return "CAM" if trained == "cam" else f"method={trained}'s own map"
+    return f"localization.method={source.name}"
 
 
 def _localization(trainer: L.Trainer) -> CAMLocalization | None:
@@ -77,6 +89,7 @@ class CAMPictures(L.Callback):
         self.written: list[Path] = []
         self.own_source = TrainedMaps()  # used when no localization callback scores the maps
         self.source: MapSource = self.own_source
+        self.label = "CAM"
 
     @override
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -90,6 +103,7 @@ class CAMPictures(L.Callback):
         else:
             self.source = self.own_source
             self.source.start("test", trainer, pl_module)
+        self.label = map_label(self.source, pl_module)
 
     @override
     @torch.no_grad()
@@ -144,7 +158,7 @@ class CAMPictures(L.Callback):
             stem = sample["image_id"].rsplit(".", 1)[0].replace("/", "__")
             path = self.output_dir / f"{sample['order']:03d}_{stem}.png"
             verdict = "right" if sample["top"][0][0] == sample["label"] else "wrong"
-            title = f"{sample['image_id']}  (top-1 {verdict})"
+            title = f"{sample['image_id']}  (top-1 {verdict})  maps: {self.label}"
             self.written.append(draw_cam_panel(path, sample["image"], maps, sample["boxes"], title,
                                                pred_boxes=boxes or None,
                                                box_legend=box_legend(tau) if boxes else None))
@@ -172,7 +186,7 @@ class CAMPictures(L.Callback):
         overlays = {"ground_truth": {"box_data": [box(b, names[sample["label"]]) for b in sample["boxes"]],
                                      "class_labels": class_labels}}
         if predicted is not None:
-            overlays["predictions"] = {"box_data": [box(predicted, "CAM box (GT class)")],
+            overlays["predictions"] = {"box_data": [box(predicted, f"{self.label} box (GT class)")],
                                        "class_labels": class_labels}
         image = wandb.Image(sample["image"], boxes=overlays, caption=title)
         panel = wandb.Image(str(self.written[-1]), caption=title)

@@ -14,6 +14,13 @@ Logged per stage (``val/...``, ``test/...``): ``MaxBoxAcc`` and its best thresho
 ``PxAP_center_baseline``: the field's centre baseline, an isotropic Gaussian centred on every
 image, scored by the same metric). The accuracy-versus-threshold
 curve is written as CSV and PNG under ``output_dir`` and logged to the logger.
+
+``save_maps`` (``[test]``, ``[val, test]``) also saves the ground-truth class's maps of those
+splits for other tools, in the field's layout (``<maps_dir>/<split>/<image_id>.npy``, read by
+``camexp.eval_maps``): each map as it is scored here, resized to the evaluation size and
+min-max normalized, float64, so that ``eval_maps ... image_size=<the evaluation size>`` on them
+gives this run's numbers exactly (docs/eval_maps.md). The val maps are those of the last
+validation of the training, whose numbers ``metrics.json`` keeps.
 """
 
 from __future__ import annotations
@@ -30,11 +37,18 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from typing_extensions import override
 
+from camexp.core.errors import ConfigError
+from camexp.core.messages import say
 from camexp.localization import MaxBoxAccV2, PaperLocalization, PxAP
 from camexp.localization.box_accuracy import curve_columns
+from camexp.localization.maps import normalize_map
+from camexp.localization.offline import save_score_map
 from camexp.maps.center import center_gaussian
 from camexp.maps.registry import map_source
 from camexp.maps.sources import MapSettings
+
+# the splits whose maps save_maps can save (train is never evaluated)
+SAVED_SPLITS = ("val", "test")
 
 
 class CAMLocalization(L.Callback):
@@ -56,6 +70,7 @@ class CAMLocalization(L.Callback):
             (None: the network's default).
         relu, aug_smooth, eigen_smooth: post-hoc methods: the library's options.
         posthoc_batch_size: forward passes per chunk of Score-CAM and Ablation-CAM.
+        save_maps: the splits whose maps are saved (``val``, ``test``); ``maps_dir`` where.
     """
 
     def __init__(
@@ -73,6 +88,8 @@ class CAMLocalization(L.Callback):
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
         posthoc_batch_size: int = 32,
+        save_maps: tuple[str, ...] = (),
+        maps_dir: str | None = None,
     ) -> None:
         self.source = map_source(method, MapSettings(target_layer, relu, aug_smooth, eigen_smooth,
                                                      posthoc_batch_size))
@@ -85,6 +102,14 @@ class CAMLocalization(L.Callback):
         self.center_baseline = center_baseline
         self.metrics: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, float]] = {}
+        self.save_maps = tuple(save_maps or ())
+        unknown = [split for split in self.save_maps if split not in SAVED_SPLITS]
+        if unknown:
+            raise ConfigError(f"save_maps={list(self.save_maps)}: {unknown} not a split whose maps "
+                              f"can be saved; use a list of {list(SAVED_SPLITS)}, e.g. save_maps=[test].")
+        self.maps_dir = Path(maps_dir) if maps_dir else self.output_dir.parent / "maps"
+        self._saving: str | None = None  # the split whose maps this evaluation saves
+        self.eval_size: tuple[int, int] | None = None
 
     # -- metric set per stage --------------------------------------------------------------
 
@@ -102,6 +127,8 @@ class CAMLocalization(L.Callback):
             metrics["center_pxap"] = PxAP(self.settings["cam_curve_interval"], image_size=size)
             self.center_map = center_gaussian(size).float()
         self.metrics[stage] = {name: m.to(pl_module.device) for name, m in metrics.items()}
+        self.eval_size = size
+        self._saving = stage if stage in self.save_maps and self._final(stage, trainer) else None
         # decided from the config, not from the batches, so every DDP rank syncs the same metrics
         self.use_masks = bool(getattr(trainer.datamodule, "load_masks", False))
         self.source.start(stage, trainer, pl_module)
@@ -114,6 +141,8 @@ class CAMLocalization(L.Callback):
         gt_maps, top_maps = maps[:, 0], maps[:, 1:]
         boxes, num_boxes = batch["boxes"], batch["num_boxes"]
         metrics["v2"].update(gt_maps, boxes, num_boxes)
+        if self._saving == stage:
+            self._save(stage, gt_maps, batch["image_id"])
         metrics["paper"].update(gt_maps, top, batch["label"], boxes, num_boxes, topk_maps=top_maps)
         if self.use_masks:
             metrics["pxap"].update(gt_maps, batch["mask"] > 127, batch.get("ignore"))
@@ -122,6 +151,22 @@ class CAMLocalization(L.Callback):
             metrics["center"].update(center, boxes, num_boxes)
             if self.use_masks:
                 metrics["center_pxap"].update(center, batch["mask"] > 127, batch.get("ignore"))
+
+    @staticmethod
+    def _final(stage: str, trainer: L.Trainer) -> bool:
+        """Whether this evaluation of ``stage`` gives the run's final numbers: the test, or the
+        validation of the training's last epoch."""
+        if stage != "val":
+            return True
+        last = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        return bool(last or trainer.should_stop)
+
+    def _save(self, stage: str, maps: Tensor, image_ids: list[str]) -> None:
+        """Each map as the metrics score it (float64, resized and normalized): the field's
+        layout, one ``<image_id>.npy`` each."""
+        raw = maps.detach().to(device="cpu", dtype=torch.float64).numpy()
+        for raw_map, image_id in zip(raw, image_ids, strict=True):
+            save_score_map(self.maps_dir / stage, image_id, normalize_map(raw_map, self.eval_size))
 
     def _finish(self, stage: str, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.source.close()
@@ -140,10 +185,24 @@ class CAMLocalization(L.Callback):
                 results["PxAP_center_baseline"] = float(metrics["center_pxap"].compute()["PxAP"])
         self.results[stage] = results
         pl_module.log_dict({f"{stage}/{key}": value for key, value in results.items()})
+        if self._saving == stage and trainer.is_global_zero:
+            self._say_saved(stage)
+        self._saving = None
         # curve() sums the states over processes (a collective): all ranks, rank 0 writes
         curve = metrics["v2"].curve()
         if trainer.is_global_zero:
             self._write_curve(stage, curve, trainer)
+
+    def _say_saved(self, stage: str) -> None:
+        """The eval_maps command that scores the saved maps as this run did."""
+        height, width = self.eval_size
+        ious = ",".join(f"{t:g}" for t in self.iou_thresholds)
+        say(f"camexp: {stage} maps saved in {self.maps_dir / stage} (one <image_id>.npy each, at "
+            f"{height}x{width}). Score them as this run did with: python -m camexp.eval_maps "
+            f"maps_dir={self.maps_dir / stage} metadata_dir=<python -m camexp.write_metadata's out> "
+            f"split={stage} image_size=[{height},{width}] "
+            f"cam_curve_interval={self.settings['cam_curve_interval']:g} iou_thresholds=[{ious}] "
+            f"multi_contour={str(self.multi_contour).lower()}")
 
     # -- curve files -----------------------------------------------------------------------
 

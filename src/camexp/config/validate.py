@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.errors import ConfigError, UserError
@@ -46,6 +50,8 @@ def validate(cfg: DictConfig) -> None:
         if not 0.0 < float(data.get("val_fraction", 0.1)) < 1.0:
             raise ConfigError(f"data.val_fraction={data.val_fraction!r} must be in (0, 1).")
         _check_batch_over_devices(data.batch_size, cfg.get("trainer"))
+    if cfg.get("trainer") is not None:
+        check_accelerator(cfg.trainer)
         check_choice("data.split", data.get("split", "official"), ConfigError, ("official", "wsol"))
         check_choice("data.on_bad_image", data.get("on_bad_image", "error"), ConfigError, ("error", "skip"))
         check_choice("data.train_on", data.get("train_on", "train"), ConfigError, ("train", "val"))
@@ -188,6 +194,47 @@ def _check_localization(localization: DictConfig) -> None:
             )
 
 
+TORCHVISION_MODEL = "camexp.modules.torchvision_classifier.TorchvisionClassifier"
+
+
+def check_trainable(cfg: DictConfig) -> None:
+    """``camexp.train`` trains camexp's CAM networks; ``model=torchvision`` only tests one of
+    torchvision's classifiers as it is (``camexp.eval``)."""
+    model = cfg.get("model")
+    if model is not None and model.get("_target_") == TORCHVISION_MODEL:
+        raise ConfigError(
+            "model=torchvision cannot train: it is torchvision's classifier as it is, for "
+            "camexp.eval to test and score with post-hoc maps (python -m camexp.eval "
+            "model=torchvision model.name=resnet50 localization.method=gradcam ...). "
+            "camexp.train trains camexp's CAM networks: model=vgg_gap, googlenet_gap, "
+            "resnet50_gap, inceptionv3_gap, ... (conf/model/), from ImageNet weights with "
+            "model.pretrained=true.")
+
+
+def check_accelerator(trainer: DictConfig) -> None:
+    """``trainer=gpu``/``ddp`` (``trainer.accelerator=gpu``) on a machine where torch finds no
+    GPU (or fewer than ``trainer.devices``): one paragraph, not Lightning's exception."""
+    accelerator = str(trainer.get("accelerator") or "auto").lower()
+    if accelerator not in ("gpu", "cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    devices = trainer.get("devices")
+    wanted = devices if isinstance(devices, int) and not isinstance(devices, bool) and devices > 0 else 1
+    if count >= wanted:
+        return
+    build = (f"; this torch {torch.__version__} is a CPU-only build, install a CUDA build of the "
+             "pinned version" if torch.version.cuda is None else "")
+    found = ("torch finds no GPU on this machine (torch.cuda.is_available() is false"
+             f"{build})" if count == 0 else f"torch finds {count} GPU(s)")
+    raise ConfigError(
+        f"trainer.accelerator={accelerator} (trainer=gpu or trainer=ddp) asks for "
+        f"{wanted} GPU(s), but {found}. Run where the GPUs are visible (nvidia-smi, "
+        "CUDA_VISIBLE_DEVICES), set trainer.devices to the GPUs there are, or use trainer=cpu "
+        "(the default).")
+
+
 def _check_batch_over_devices(batch_size: int, trainer: DictConfig | None) -> None:
     """``data.batch_size`` is global: it must split evenly over the processes (when the
     device count is known at composition; ``devices=-1``/``auto`` is checked at start-up)."""
@@ -201,3 +248,89 @@ def _check_batch_over_devices(batch_size: int, trainer: DictConfig | None) -> No
                 f"data.batch_size={batch_size} (the global batch) does not divide by "
                 f"trainer.devices x trainer.num_nodes = {processes}; use a multiple of {processes}."
             )
+
+
+# -- Hydra's own "Key 'x' is not in struct" -----------------------------------------------------
+
+CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
+NOT_IN_STRUCT = re.compile(r"Key '([^']+)' is not in struct\s+full_key: (\S+)")
+# command-line flags of Hydra that take a value (dropped, with it, when composing again)
+FLAGS_WITH_VALUE = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
+                    "--experimental-rerun", "--info", "-i")
+
+
+def _first_value(override: str) -> str | None:
+    """A sweep ``key=a,b`` as its first job's ``key=a``; None for a sweep function (``choice(``,
+    ``range(``, ``interval(``...) that no single job's value can stand for."""
+    key, sep, value = override.partition("=")
+    if not sep:
+        return override
+    if re.match(r"^\w+\(", value):
+        return None
+    depth, first = 0, value
+    for index, char in enumerate(value):
+        depth += char in "[{("
+        depth -= char in "]})"
+        if char == "," and depth == 0:
+            first = value[:index]
+            break
+    return f"{key}={first}"
+
+
+def _compose_without(config_name: str, argv: Sequence[str], bad_key: str) -> DictConfig | None:
+    """The config of this command line without its override of ``bad_key`` (None when it
+    cannot be composed either)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    config_dir, overrides, skip = CONF_DIR, [], False
+    for index, token in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        name = token.split("=", 1)[0]
+        if name in ("--config-dir", "-cd"):
+            config_dir = Path(token.split("=", 1)[1] if "=" in token else argv[index + 1])
+        if token.startswith("-"):
+            skip = "=" not in token and name in FLAGS_WITH_VALUE
+            continue
+        key = token.lstrip("+~").split("=", 1)[0]
+        if key == bad_key or key.startswith((f"{bad_key}.", "hydra.", "hydra/")):
+            continue
+        first = _first_value(token)
+        if first is not None:
+            overrides.append(first)
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(Path(config_dir).resolve()), version_base="1.3"):
+            return compose(config_name, overrides=overrides)
+    except Exception:
+        return None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def unknown_key_hint(text: str, config_name: str, argv: Sequence[str]) -> str | None:
+    """For Hydra's "Key 'pol' is not in struct" of a mistyped override: one paragraph naming
+    the closest keys of its group and every key the group has (as :func:`check_added_keys`
+    does for ``+key`` typos); None for other errors."""
+    import difflib
+
+    match = NOT_IN_STRUCT.search(text)
+    if not match:
+        return None
+    full_key = match.group(2)
+    cfg = _compose_without(config_name, argv, full_key)
+    if cfg is None:
+        return None
+    parent_key, _, leaf = full_key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if not isinstance(parent, DictConfig):
+        return None
+    keys = sorted(str(k) for k in parent if not str(k).startswith("_"))
+    close = difflib.get_close_matches(leaf, keys, n=3, cutoff=0.6)
+    where = parent_key or "the top level"
+    prefix = f"{parent_key}." if parent_key else ""
+    guess = (f" Did you mean {' or '.join(prefix + k for k in close)}?" if close else "")
+    return (f"camexp: {full_key}: {where} has no key {leaf!r}.{guess} {where[0].upper()}{where[1:]} "
+            f"has: {', '.join(keys)}. Fix the key's name (a '+' would add a key that nothing reads).")

@@ -95,6 +95,9 @@ def load_failure(path: str | os.PathLike, error: BaseException) -> str:
     damaged = isinstance(error, OSError) and error.errno == errno.EINVAL
     if isinstance(error, OSError) and error.errno and not damaged:
         return f"it cannot be read ({os.strerror(error.errno)})"
+    if "Weights only load failed" in text and "Unsupported operand" in text:
+        # torch's unpickler met bytes no torch.save writes (a text file, garbage)
+        return f"it is not a file written by torch.save ({size} bytes of something else)"
     if "Weights only load failed" in text:
         return ("it holds objects other than tensors and plain values, which could run code "
                 "when loaded, so it is refused")
@@ -196,7 +199,7 @@ def _creating_a_folder(error: OSError) -> bool:
     return last in ("mkdir", "makedirs")
 
 
-def run_cli(main: Callable[[], None]) -> None:
+def run_cli(main: Callable[[], None], hint: Callable[[str], str | None] | None = None) -> None:
     """Run a ``@hydra.main`` entry point so that an output folder that cannot be written is
     one paragraph (exit 2), not Hydra's traceback.
 
@@ -217,6 +220,9 @@ def run_cli(main: Callable[[], None]) -> None:
         sys.stderr.write(f"{error}\n")
         if error.__cause__ is not None:
             sys.stderr.write(f"{error.__cause__}\n")
+        extra = hint(f"{error}\n{error.__cause__ or ''}") if hint is not None else None
+        if extra:
+            sys.stderr.write(f"{extra}\n")
         sys.exit(1)
     except OSError as error:
         problem = output_folder_problem(error)

@@ -90,7 +90,8 @@ class CUBDataModule(WSOLDataModule):
         )
         train = everything.take(np.flatnonzero(records.is_train), "train")
         test = everything.take(np.flatnonzero(~records.is_train), "test")
-        kind = "synthetic, CUB layout" if self.synthetic is not None else "official split"
+        kind = (f"synthetic, CUB layout, drawn with data.synthetic.seed={self.synthetic.get('seed')}"
+                if self.synthetic is not None else "official split")
         return Tables(self._official_splits(train, test), records.class_names,
                       str(root / "classes.txt"), f"CUB-200-2011 ({kind}) at {root}",
                       problems=list(records.problems))

@@ -41,20 +41,27 @@ def resize_image(image: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
-    """(h, w) uint8 mask -> (H, W) uint8, nearest neighbour so labels stay labels."""
+    """(h, w) uint8 mask -> (H, W) uint8, nearest neighbour so labels stay labels.
+
+    torch's ``nearest`` picks the pixels OpenCV's ``INTER_NEAREST`` picks, the field's mask
+    resize (and ``camexp.eval_maps``'s), so a run and the offline evaluation of its saved maps
+    score the same mask pixels.
+    """
     if tuple(mask.shape[-2:]) == tuple(size):
         return mask
-    return F.interpolate(mask[None, None], size=size, mode="nearest-exact")[0, 0]
+    return F.interpolate(mask[None, None], size=size, mode="nearest")[0, 0]
 
 
-def scale_boxes(boxes: Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int], floor: bool) -> Tensor:
-    """(K, 4) boxes from an image of size ``from_hw`` to one of ``to_hw``.
-
-    ``floor=True`` floors the scaled coordinates to integers, as the field's evaluation does.
+def scale_boxes(boxes: Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> Tensor:
+    """(K, 4) boxes from an image of size ``from_hw`` to one of ``to_hw``, floored to integers
+    with the field's evaluation arithmetic: float64, ``x * W_new / W`` in that order, as
+    :func:`camexp.localization.boxes.scale_boxes` does for saved maps (float32
+    ``x * (W_new / W)`` lands one pixel lower on some boxes: x = 83 of a 166-px image at 224
+    gives 111, not 112).
     """
-    sy, sx = to_hw[0] / from_hw[0], to_hw[1] / from_hw[1]
-    scaled = boxes * torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype)
-    return scaled.floor() if floor else scaled
+    new = torch.tensor([to_hw[1], to_hw[0], to_hw[1], to_hw[0]], dtype=torch.float64)
+    old = torch.tensor([from_hw[1], from_hw[0], from_hw[1], from_hw[0]], dtype=torch.float64)
+    return (boxes.to(torch.float64) * new / old).trunc().to(boxes.dtype)
 
 
 def normalize_images(images: Tensor) -> Tensor:
@@ -98,7 +105,7 @@ class EvalTransform:
         return 0, 0, False
 
     def apply_boxes(self, boxes: Tensor, original_hw: tuple[int, int], params) -> Tensor:
-        return scale_boxes(boxes, tuple(original_hw), self.size, floor=True)
+        return scale_boxes(boxes, tuple(original_hw), self.size)
 
     def apply_mask(self, mask: Tensor | None, params) -> Tensor | None:
         return None if mask is None else resize_mask(mask, self.size)

@@ -43,6 +43,20 @@ def score_map_path(maps_dir: str | Path, image_id: str) -> Path:
     return Path(maps_dir) / f"{image_id}.npy"
 
 
+def save_score_map(maps_dir: str | Path, image_id: str, map01: np.ndarray) -> Path:
+    """Save one image's map as ``maps_dir/<image_id>.npy`` (folders created), as
+    :func:`load_score_map` reads it. ``map01``: the map as a run scores it, resized to its
+    evaluation size and min-max normalized (:func:`~camexp.localization.maps.normalize_map`),
+    float64, so that ``eval_maps`` at that ``image_size`` gives the run's numbers exactly."""
+    from camexp.data.text_files import check_inside
+
+    check_inside(image_id, f"the image id {image_id!r} of a saved map")
+    path = score_map_path(maps_dir, image_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, np.asarray(map01, dtype=np.float64), allow_pickle=False)
+    return path
+
+
 def load_score_map(maps_dir: str | Path, image_id: str) -> np.ndarray:
     """Load and validate the saved map of one image.
 

@@ -22,6 +22,7 @@ As the field's benchmark runs it (docs/methods.md, "ACoL"):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +110,10 @@ class ACoL(Method):
         features_b = branch["head_b"](erase(trunk, class_map, self.threshold))
         logits_b = branch["classifier_b"](net.pool(features_b))
         return {"logits": logits, "features": features, "logits_b": logits_b, "features_b": features_b}
+
+    def chance_loss(self, num_classes: int) -> float:
+        """Two cross-entropies, each ln(C) at chance."""
+        return 2 * math.log(num_classes)
 
     def loss(self, net, outputs: dict[str, Tensor], batch: dict[str, Any]) -> Tensor:
         labels = batch["label"]

@@ -36,6 +36,7 @@ hook here, with a default, rather than a branch on the backbone.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -104,6 +105,19 @@ class Method:
             f"method={self.name} places a layer at point {name!r}, which model.arch={net.arch!r} "
             f"does not declare (it declares {sorted(points)})."
         )
+
+    # -- what a run's health checks may conclude (camexp.callbacks.health) ----------------
+
+    #: whether training teaches the image-level classifier; a method that trains something else
+    #: (FSL: a foreground map) leaves it at chance, which is then no sign of a collapsed run
+    trains_classifier = True
+
+    def chance_loss(self, num_classes: int) -> float | None:
+        """The training loss of a network that learnt nothing (every class equally likely),
+        which a collapsed run never leaves; None when the method's loss has no such value.
+        The default loss's is ln(C); a method that overrides :meth:`loss` gets None unless it
+        states its own."""
+        return math.log(num_classes) if type(self).loss is Method.loss else None
 
     def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]:
         """The (number of 3x3 convs, width) of the head on the trunk; the model's by default."""

@@ -72,6 +72,10 @@ class CutMix(Method):
         batch["mix_label"] = batch["label"][order]
         return batch
 
+    def chance_loss(self, num_classes: int) -> float:
+        """The area-weighted mean of two cross-entropies, ln(C) at chance as CAM's."""
+        return math.log(num_classes)
+
     def loss(self, net, outputs: dict[str, Tensor], batch: dict[str, Any]) -> Tensor:
         logits = outputs["logits"]
         if "mix_label" not in batch:

@@ -46,6 +46,9 @@ class FSL(Method):
     """
 
     name = "fsl"
+    # the classifier is never trained: its chance accuracy says nothing about the maps, and the
+    # per-pixel BCE has no fixed value at "learnt nothing" (it depends on the foreground share)
+    trains_classifier = False
 
     def __init__(self, target: str = "boxes") -> None:
         super().__init__()

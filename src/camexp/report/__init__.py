@@ -8,14 +8,16 @@ writes into ``<folder>/report/`` (or ``--out``):
 
 - ``report.md``: the runs table of every run, preset or not (:mod:`camexp.report.runs_table`: one
   row per run, also ``runs.csv`` and ``runs.png``), then one Markdown table per paper table:
-  row, metric, paper, ours, ours - paper, run id (the run folder relative to ``<folder>``), status; a test number whose config had its
-  test split evaluated more than once (``test_record.json``, :mod:`camexp.runs.ledger`) is marked
-  ``(test evaluated Nx)``;
+  row, metric, paper, ours, ours - paper, tests (the distinct test evaluations, checkpoint and
+  settings, of the run's experiment in the test ledger: :mod:`camexp.runs.ledger`), run id (the
+  run folder relative to ``<folder>``), status;
 - ``report.csv``: the same lines with a ``table`` column;
 - ``<table>.png``: a bar plot of ours versus the paper's per table.
 
 Rows with a recipe and no run are listed as ``missing``; runs without ``metrics.json`` as
-``unfinished``. An eval run (``python -m camexp.eval``) is described by the training run its
+``unfinished``, or ``failed to start`` when they stopped before training or testing
+(``start_failed.txt``). The field's table (:mod:`camexp.report.field_table`) takes only
+training runs under the field's protocol. An eval run (``python -m camexp.eval``) is described by the training run its
 ``ckpt_path`` comes from and its own data and ``localization.method`` (a GAP checkpoint scored
 with ``localization.method=backprop`` gets the Backprop rows), or takes the rows of the recipe
 named by ``+paper_preset=<recipe>``.

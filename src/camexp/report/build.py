@@ -42,8 +42,10 @@ def make_report(folder: str | Path, out: str | Path | None = None,
             report.write("\n" + field_table)
         print(field_table)
     finished = sum(run.metrics is not None for run in runs)
+    failed = sum(run.status == "failed to start" for run in runs)
     paper_runs = {line["run"] for line in lines if line["run"]}
-    print(f"camexp.report: {len(runs)} runs ({finished} finished, {len(runs) - finished} unfinished): "
+    print(f"camexp.report: {len(runs)} runs ({finished} finished, {len(runs) - finished - failed} "
+          f"unfinished{f', {failed} failed to start' if failed else ''}): "
           f"{len(rows)} rows in the runs table; {len(paper_runs)} runs in the paper tables"
           + ("" if lines else " (no run matches a row of the published numbers, conf/published.yaml)")
           + f", {sum(line['status'] == 'missing' for line in lines)} missing lines; written to {out_dir}")

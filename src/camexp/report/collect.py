@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from camexp.core.errors import UserError
-from camexp.runs.ledger import read_test_record
+from camexp.runs.folder import START_FAILED
+from camexp.runs.ledger import ledger_counts, read_test_record
 
 if TYPE_CHECKING:
     from camexp.report.published import PaperRow
@@ -31,8 +32,14 @@ class Run:
     paper: list[PaperRow] = field(default_factory=list)
     choices: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
-    # times the test split of this run's config was evaluated (camexp.runs.ledger), None: unknown
+    # distinct (checkpoint, settings) test evaluations of this run's experiment, as the test
+    # ledger counts them now (camexp.runs.ledger); None: unknown
     test_evaluations: int | None = None
+    # the experiment the ledger counts them under (its config hash)
+    test_group: str | None = None
+    # finished (metrics.json), failed to start (start_failed.txt: why), unfinished
+    status: str = "unfinished"
+    start_failure: str = ""
 
 def derived_metrics(metrics: dict[str, float]) -> dict[str, float]:
     """``metrics`` plus the %-unit metrics the paper's tables use (see the module docstring)."""
@@ -72,8 +79,9 @@ def _read_warnings(path: Path) -> list[str]:
         return []
     return [str(w) for w in found] if isinstance(found, list) else []
 
-def read_run(path: Path, root: Path) -> Run:
-    """One run folder (``path/.hydra/config.yaml`` exists)."""
+def read_run(path: Path, root: Path, ledgers: dict[str, dict[str, int]] | None = None) -> Run:
+    """One run folder (``path/.hydra/config.yaml`` exists); ``ledgers`` caches the counts of
+    each test ledger read."""
     config = _read_yaml(path / ".hydra" / "config.yaml") or {}
     hydra_file = path / ".hydra" / "hydra.yaml"
     hydra_cfg = (_read_yaml(hydra_file) or {}).get("hydra", {}) if hydra_file.is_file() else {}
@@ -86,14 +94,35 @@ def read_run(path: Path, root: Path) -> Run:
               overrides=[str(o) for o in overrides if not str(o).startswith("experiment=")],
               preset=preset, choices=dict(choices), warnings=_read_warnings(path / "metrics.json"))
     record = read_test_record(path)
-    run.test_evaluations = int(record["test_evaluations"]) if record else None
+    if record:
+        run.test_group = str(record.get("config_hash"))
+        run.test_evaluations = int(record["test_evaluations"])
+        ledger = record.get("ledger")
+        if ledger:
+            ledgers = {} if ledgers is None else ledgers
+            if ledger not in ledgers:
+                ledgers[ledger] = ledger_counts(ledger)
+            run.test_evaluations = ledgers[ledger].get(run.test_group, run.test_evaluations)
+    if run.metrics is not None:
+        run.status = "finished"
+    elif (path / START_FAILED).is_file():
+        run.status = "failed to start"
+        run.start_failure = (path / START_FAILED).read_text(errors="replace").strip()
     return run
+
+def is_fast_dev_run(config: dict[str, Any]) -> bool:
+    """A ``debug=fdr`` check (one batch per split): not a run the report shows."""
+    trainer = config.get("trainer")
+    return isinstance(trainer, dict) and bool(trainer.get("fast_dev_run"))
+
 
 def find_runs(root: Path) -> list[Run]:
     """Every run folder under ``root`` (``root`` itself included), sorted by path; submitit's
-    own folders are skipped."""
+    own folders and ``debug=fdr`` checks are skipped."""
     if not root.is_dir():
         raise UserError(f"{root} is not a folder. Pass a run, runs or sweep folder written by "
                         "camexp.train or camexp.eval (e.g. outputs/train/multiruns/<time>).")
     configs = sorted(root.rglob(".hydra/config.yaml"))
-    return [read_run(c.parent.parent, root) for c in configs if ".submitit" not in c.parts]
+    ledgers: dict[str, dict[str, int]] = {}
+    runs = [read_run(c.parent.parent, root, ledgers) for c in configs if ".submitit" not in c.parts]
+    return [run for run in runs if not is_fast_dev_run(run.config)]

@@ -31,7 +31,7 @@ def report_lines(runs: Sequence[Run], published: Sequence[PaperRow],
             seen.add((paper_row.table, paper_row.row))
             for metric, paper_value in paper_row.metrics.items():
                 ours = numbers.get(metric) if numbers is not None else None
-                status = "unfinished" if numbers is None else "ok" if ours is not None else "no metric"
+                status = run.status if numbers is None else "ok" if ours is not None else "no metric"
                 lines.append({
                     "table": paper_row.table, "row": paper_row.row, "preset": run.preset or "",
                     "metric": metric, "paper": paper_value, "ours": ours,
@@ -86,18 +86,21 @@ def write_markdown(lines: Sequence[dict[str, Any]], path: Path, source: Path,
                 "diff = ours - paper.", ""]
     for table in _table_order(lines):
         rows = [line for line in lines if line["table"] == table]
-        counts = {status: sum(r["status"] == status for r in rows) for status in ("ok", "unfinished", "missing")}
+        counts = {status: sum(r["status"] == status for r in rows)
+                  for status in ("ok", "unfinished", "failed to start", "missing")}
         out += [f"## {table}", "",
-                f"{counts['ok']} finished, {counts['unfinished']} unfinished, {counts['missing']} missing.", "",
-                "| row | preset | metric | paper | ours | diff | run | status |",
-                "|---|---|---|---|---|---|---|---|"]
+                f"{counts['ok']} finished, {counts['unfinished']} unfinished, "
+                + (f"{counts['failed to start']} failed to start, " if counts["failed to start"] else "")
+                + f"{counts['missing']} missing. tests: the distinct test evaluations (checkpoint, "
+                "settings) of the run's experiment in the test ledger (the field reports one).", "",
+                "| row | preset | metric | paper | ours | diff | tests | run | status |",
+                "|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
-            ours = _fmt(r["ours"])
-            if ours and (r.get("test_evaluations") or 0) > 1:
-                ours += f" (test evaluated {r['test_evaluations']}x)"  # the field reports it once
+            tests = r.get("test_evaluations")
+            shown = "" if r["ours"] is None or tests is None else str(tests)
             run = f"`{r['run']}`" + (f" ({r['varies']})" if r["varies"] else "") if r["run"] else ""
-            out.append(f"| {r['row']} | {r['preset']} | {r['metric']} | {_fmt(r['paper'])} | {ours} | "
-                       f"{_fmt(r['diff'])} | {run} | {r['status']} |")
+            out.append(f"| {r['row']} | {r['preset']} | {r['metric']} | {_fmt(r['paper'])} | "
+                       f"{_fmt(r['ours'])} | {_fmt(r['diff'])} | {shown} | {run} | {r['status']} |")
         out.append("")
     path.write_text("\n".join(out))
 

@@ -6,7 +6,9 @@ the training method and the pooling, as :func:`camexp.report.field_table.cell_of
 the scored map (``localization.method``); and the row's other deciding settings (e.g.
 ``data.split``). An eval run is described by its checkpoint's training run plus its own data
 and localization settings. ``+paper_preset=<recipe>`` on a run names the rows of one recipe
-instead.
+instead. The field's rows (source ``choe2020``) take only training runs under the field's
+protocol, as the field's table does (:func:`camexp.report.field_table.off_protocol` lists
+the settings that decide it).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import yaml
 
 from camexp.core.errors import UserError
 from camexp.report.collect import Run, read_run
-from camexp.report.field_table import cell_of, training_config
+from camexp.report.field_table import FIELD_SOURCE, cell_of, off_protocol, training_config
+from camexp.runs.info import training_run_folder
 
 PUBLISHED = Path(__file__).resolve().parents[3] / "conf" / "published.yaml"
 
@@ -134,8 +137,9 @@ def rows_of_run(config: Mapping[str, Any], path: Path, rows: Sequence[PaperRow])
              "pooling": model.get("pool", "gap"),
              "maps": (config.get("localization") or {}).get("method", "cam")}
     configs = (config, trained)  # the run's own settings first, then its training run's
+    protocol = off_protocol(config, path) is None
     return [row for row in rows
-            if row.dataset == facts["dataset"] and row.method == facts["method"]
+            if (protocol or row.source != FIELD_SOURCE) and row.dataset == facts["dataset"] and row.method == facts["method"]
             and row.maps == facts["maps"]
             and row.backbone in (None, facts["backbone"]) and row.pooling in (None, facts["pooling"])
             and all(_same(value, _setting(configs, key)) for key, value in row.settings.items())]
@@ -150,6 +154,6 @@ def attach_published(runs: Sequence[Run], rows: Sequence[PaperRow]) -> None:
             continue
         run.preset = run.config.get("paper_preset")
         ckpt = run.config.get("ckpt_path")
-        train_dir = Path(str(ckpt)).expanduser().parent.parent if ckpt else None
+        train_dir = training_run_folder(ckpt) if ckpt else None
         if not run.preset and train_dir and (train_dir / ".hydra" / "config.yaml").is_file():
             run.preset = read_run(train_dir, train_dir).preset

@@ -25,7 +25,8 @@ from typing import Any
 import yaml
 
 from camexp.report.collect import Run, read_run
-from camexp.runs.info import SETTINGS_FILE, training_method
+from camexp.report.field_table import off_protocol
+from camexp.runs.info import SETTINGS_FILE, training_method, training_run_folder
 
 # (column, header, unit) of the metrics shown: "pct" = a fraction shown in %, "num" = as logged
 METRIC_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -59,7 +60,7 @@ def _training_run(run: Run) -> Run | None:
     ckpt = run.config.get("ckpt_path")
     if not ckpt or run.config.get("task_name") == "train":
         return None
-    train_dir = Path(str(ckpt)).expanduser().parent.parent
+    train_dir = training_run_folder(ckpt)
     if not (train_dir / ".hydra" / "config.yaml").is_file():
         return None
     return read_run(train_dir, train_dir)
@@ -129,15 +130,22 @@ def run_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     rows = []
     for run in sorted(runs, key=lambda r: (r.metrics is None, _natural(r.run_id))):
         stage, metrics = _metrics(run)
+        outside = off_protocol(run.config, run.path)
         rows.append({
             "label": labels[run.run_id], "run": run.run_id, **describe(run),
             "stage": stage if run.metrics is not None else "",
             "metrics": metrics, "warnings": list(run.warnings),
-            "status": "finished" if run.metrics is not None else "unfinished",
+            "status": run.status, "test_evaluations": run.test_evaluations,
+            "field_table": outside or ("in" if run.metrics is not None else "not finished"),
             "overrides": " ".join(run.overrides),
         })
     return rows
 
+
+# a run's status: finished (metrics.json), failed to start (refused before training or testing:
+# a config or data error, a locked folder), unfinished (started, no final numbers: running,
+# crashed, killed)
+STATUSES = ("finished", "unfinished", "failed to start")
 
 INFO_COLUMNS: tuple[tuple[str, str], ...] = (
     ("label", "run (differing overrides)"), ("kind", "kind"), ("model", "model"), ("pool", "pool"),
@@ -164,17 +172,22 @@ def runs_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     headers = _metric_headers(rows)
-    finished = sum(row["status"] == "finished" for row in rows)
+    counts = {status: sum(row["status"] == status for row in rows) for status in STATUSES}
     out = ["## Runs", "",
-           f"{len(rows)} runs ({finished} finished). Metrics of the test split (val when a run has "
-           "no test), top-1/top-5 in %, localization metrics as logged (%). Warnings: signs of a "
-           "collapsed run (see each run's metrics.json).", "",
-           "| " + " | ".join([h for _, h in INFO_COLUMNS] + headers + ["warnings", "folder", "status"]) + " |",
-           "|" + "---|" * (len(INFO_COLUMNS) + len(headers) + 3)]
+           f"{len(rows)} runs ({', '.join(f'{n} {status}' for status, n in counts.items() if n)}). "
+           "Metrics of the test split (val when a run has no test), top-1/top-5 in %, localization "
+           "metrics as logged (%). tests: the distinct test evaluations (checkpoint, settings) of "
+           "the run's experiment in the test ledger. Warnings: signs of a collapsed run (see each "
+           "run's metrics.json).", "",
+           "| " + " | ".join([h for _, h in INFO_COLUMNS] + headers
+                             + ["tests", "warnings", "folder", "status"]) + " |",
+           "|" + "---|" * (len(INFO_COLUMNS) + len(headers) + 4)]
     for row in rows:
         cells = [_cell(row[key]) for key, _ in INFO_COLUMNS]
         cells += [f"{row['metrics'][h]:.2f}" if h in row["metrics"] else "" for h in headers]
-        cells += [_cell("; ".join(short_warning(w) for w in row["warnings"])), f"`{row['run']}`",
+        tests = row["test_evaluations"] if row["stage"] == "test" else None
+        cells += ["" if tests is None else str(tests),
+                  _cell("; ".join(short_warning(w) for w in row["warnings"])), f"`{row['run']}`",
                   row["status"]]
         out.append("| " + " | ".join(cells) + " |")
     return [*out, ""]
@@ -183,13 +196,15 @@ def runs_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
 def write_runs_csv(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """``runs.csv``: the runs table, numbers unrounded, one column per metric header."""
     headers = _metric_headers(rows)
-    fields = [key for key, _ in INFO_COLUMNS] + ["stage", *headers, "warnings", "run", "trained_in",
-                                                  "status", "overrides"]
+    fields = [key for key, _ in INFO_COLUMNS] + ["stage", *headers, "test_evaluations", "warnings",
+                                                  "run", "trained_in", "status", "field_table",
+                                                  "overrides"]
     with path.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=fields)
         writer.writeheader()
         for row in rows:
-            line = {key: row[key] for key in fields if key in row and key != "warnings"}
+            line = {key: "" if row[key] is None else row[key]
+                    for key in fields if key in row and key != "warnings"}
             line.update({h: row["metrics"].get(h, "") for h in headers})
             line["warnings"] = " | ".join(row["warnings"])
             writer.writerow(line)

@@ -25,6 +25,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from camexp.core.errors import OutputFolderError, UserError, load_failure
 from camexp.core.messages import say
+from camexp.runs.ledger import RECORD_NAME, RECORD_TESTED
 
 # EX_TEMPFAIL: "try again later", what a requeued job should do
 PREEMPTED_EXIT_CODE = 75
@@ -85,6 +86,128 @@ def _load(path: Path) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+
+
+# what to pass instead, in every message about a ckpt_path= that is not a checkpoint
+PASS_A_CHECKPOINT = ("Pass ckpt_path= a checkpoint written by camexp.train "
+                     "(<run>/checkpoints/epoch_NNN.ckpt or last.ckpt), or that run's folder "
+                     "(ckpt_path=<run>: the checkpoint the run tested).")
+
+
+def _text_kind(path: Path) -> str | None:
+    """What a text file is (``"a JSON file"``, ...), or None when ``path`` is not text."""
+    import json
+
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return None
+    if not head or b"\0" in head:
+        return None
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if head.lstrip()[:1] in (b"{", b"["):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, OSError):
+            pass
+        else:
+            return ("a JSON file, a run's metrics.json (its final numbers)"
+                    if path.name == "metrics.json" else "a JSON file")
+    if path.suffix in (".yaml", ".yml"):
+        return "a YAML file (a config or a run's record)"
+    return "a text file"
+
+
+def eval_checkpoint_problem(path: Path) -> str | None:
+    """None when ``path`` is a Lightning checkpoint of a camexp network (what ``camexp.eval``
+    rebuilds a network from); else one paragraph: what the file is and what to pass instead."""
+    import torch
+
+    text = _text_kind(path)
+    if text:
+        return (f"{path} is {text}, not a checkpoint (a binary file written by torch.save). "
+                f"{PASS_A_CHECKPOINT}")
+    try:
+        state = _load(path)
+    except Exception as error:
+        return f"Cannot load checkpoint {path}: {load_failure(path, error)}. {PASS_A_CHECKPOINT}"
+    if not isinstance(state, dict):
+        return (f"{path} holds a {type(state).__name__} saved with torch.save, not a checkpoint "
+                f"(a dict with the weights and the network's settings). {PASS_A_CHECKPOINT}")
+    if "state_dict" not in state:
+        if state and all(isinstance(value, torch.Tensor) for value in state.values()):
+            return (f"{path} is a plain state dict ({len(state)} tensors: weights only, as "
+                    "torch.save(model.state_dict()) writes), without the network's settings "
+                    "camexp.eval rebuilds the network from. Test those weights with the network "
+                    "they belong to: a torchvision classifier's with python -m camexp.eval "
+                    "model=torchvision model.name=<its name> model.weights_path=<file>; a camexp "
+                    "network's with python -m camexp.train model=<its model config> "
+                    f"model.weights_path=<file> train=false (tests without training). "
+                    f"{PASS_A_CHECKPOINT}")
+        keys = ", ".join(sorted(str(k) for k in state)[:8])
+        return (f"{path} holds a dict without 'state_dict' (keys: {keys}): not a checkpoint "
+                f"written by camexp.train. {PASS_A_CHECKPOINT}")
+    if "pytorch-lightning_version" not in state:
+        return (f"{path} holds a 'state_dict' but was not written by Lightning's checkpointing "
+                "(no 'pytorch-lightning_version', no network settings): a hand-saved dict. "
+                f"{PASS_A_CHECKPOINT}")
+    settings = state.get("hyper_parameters")
+    if not isinstance(settings, dict) or "arch" not in settings:
+        return (f"{path} is a Lightning checkpoint of another module (no camexp network settings "
+                f"in its hyper_parameters). {PASS_A_CHECKPOINT}")
+    return None
+
+
+def tested_checkpoint(run_dir: Path) -> tuple[Path, str]:
+    """The checkpoint a training run folder's test evaluated, and how it was found.
+
+    Its ``test_record.json`` names it (runs since issue 20); else the folder's only
+    ``checkpoints/epoch_*.ckpt`` (the best epoch the run kept). Raises :class:`UserError`
+    for an eval run's folder or a folder with no (or several) such checkpoints."""
+    import json
+
+    record = run_dir / RECORD_NAME
+    try:
+        tested = json.loads(record.read_text()).get(RECORD_TESTED) if record.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        tested = None
+    if tested and (run_dir / tested).is_file():
+        return run_dir / tested, f"the checkpoint {run_dir} tested ({record.name})"
+    best = sorted((run_dir / "checkpoints").glob("epoch_*.ckpt"))
+    if len(best) == 1:
+        return best[0], f"the best epoch {run_dir} kept, the one its test evaluated"
+    trained = _evaluated_checkpoint(run_dir)
+    if trained:
+        raise UserError(
+            f"ckpt_path={run_dir} is the folder of a camexp.eval run, which trains nothing and "
+            f"keeps no checkpoint; it evaluated {trained}. Pass that (or its training run's "
+            "folder) as ckpt_path=.")
+    found = sorted(p.name for p in (run_dir / "checkpoints").glob("*.ckpt"))
+    if not found:
+        raise UserError(
+            f"ckpt_path={run_dir} is a folder without checkpoints ({run_dir / 'checkpoints'} holds "
+            f"no .ckpt file). {PASS_A_CHECKPOINT}")
+    raise UserError(
+        f"ckpt_path={run_dir}: the folder does not say which checkpoint its run tested (no "
+        f"'{RECORD_TESTED}' in test_record.json, and {len(best)} epoch_*.ckpt files: "
+        f"{', '.join(found)}). Pass one of them: ckpt_path={run_dir / 'checkpoints'}/<file>.")
+
+
+def _evaluated_checkpoint(run_dir: Path) -> str | None:
+    """The ``ckpt_path`` of an eval run folder's Hydra record (None for other folders)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if isinstance(config, dict) and config.get("task_name") == "eval" and config.get("ckpt_path"):
+        return str(config["ckpt_path"])
+    return None
 
 
 def readable_checkpoint(path: Path) -> str | None:

@@ -19,10 +19,15 @@
   happened. A copy of those files is kept in ``.hydra/last_start/`` when a start succeeds
   (:meth:`RunFolder.started`, just before training or testing), and put back when a start
   fails before that point.
+- **A failed start.** A folder where no start ever succeeded, and whose start failed (a config
+  or dataset error, a checkpoint that cannot be read), gets ``start_failed.txt`` with the
+  reason, so ``camexp.report`` shows it as failed to start, not as an unfinished run; the next
+  successful start removes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -34,13 +39,14 @@ from types import TracebackType
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from camexp.core.errors import RunFolderLocked
+from camexp.core.errors import RunFolderLocked, user_error_in, user_message
 from camexp.core.messages import say
 
 LOCK_NAME = ".camexp.lock"
 RECORD_DIR = ".hydra"
 RECORD_COPY = "last_start"
 TREE_FILE = "config_tree.txt"  # camexp.runs.start writes it at every start
+START_FAILED = "start_failed.txt"
 HEARTBEAT_S = 30.0
 STALE_AFTER_S = 600.0
 
@@ -212,6 +218,7 @@ class RunFolder:
         self._started = True
         if not self.main:
             return
+        (self.dir / START_FAILED).unlink(missing_ok=True)
         if self.record and (self.dir / RECORD_DIR).is_dir():
             for name, text in self.record.items():
                 (self.dir / RECORD_DIR / name).write_text(text)
@@ -254,5 +261,20 @@ class RunFolder:
         try:
             if kind is not None and not self._started:
                 self.restore_record()
+                self._note_failed_start(error)
         finally:
             self.release()
+
+    def _note_failed_start(self, error: BaseException | None) -> None:
+        """``start_failed.txt`` with the reason, in a folder where no start ever succeeded."""
+        if not self.main or (self.dir / RECORD_DIR / RECORD_COPY).is_dir() or not self.dir.is_dir():
+            return
+        found = user_error_in(error) if isinstance(error, Exception) else None
+        if found is not None:
+            reason = f"{type(found).__name__}: {user_message(found)}"
+        elif isinstance(error, (KeyboardInterrupt, SystemExit)):
+            reason = "interrupted before it started"
+        else:
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        with contextlib.suppress(OSError):  # a folder that cannot be written: the error says so
+            (self.dir / START_FAILED).write_text(reason + "\n", encoding="utf-8")

@@ -7,6 +7,7 @@ method of a run's config.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 SETTINGS_FILE = "run_settings.yaml"
@@ -26,3 +27,12 @@ def training_method(config: dict[str, Any], choices: dict[str, Any]) -> str:
     if isinstance(method, str) and method:
         return method
     return "cam"
+
+
+def training_run_folder(ckpt_path: str | Path) -> Path:
+    """The training run folder of an eval's ``ckpt_path``: the folder itself
+    (``ckpt_path=<run>``), or that of a checkpoint file (``<run>/checkpoints/<file>.ckpt``)."""
+    path = Path(str(ckpt_path)).expanduser()
+    if path.is_dir() or (not path.exists() and not path.suffix and path.name != "checkpoints"):
+        return path
+    return path.parent.parent

@@ -34,9 +34,10 @@ def require_tags(cfg: DictConfig) -> None:
     tags = cfg.get("tags")
     if not tags:
         raise MissingTagsError(
-            "This sweep has no tags. Every run of a sweep or search is tagged so it can be found "
-            "again (W&B, reports): use an experiment preset (its `tags:`, e.g. "
-            "experiment=wsol_cub_vgg16) or pass tags, e.g. \"tags=[search,cub,vgg16]\"."
+            "This sweep has no tags. Every run of a sweep or search (camexp.train and "
+            "camexp.eval alike) is tagged so it can be found again (W&B, reports): use an "
+            "experiment preset (its `tags:`, e.g. experiment=wsol_cub_vgg16) or pass tags naming "
+            "the sweep, e.g. \"tags=[search,cub,vgg16]\" (an eval sweep: \"tags=[thresholds]\")."
         )
 
 
@@ -49,13 +50,22 @@ def config_tree(cfg: DictConfig, first: Sequence[str] = FIRST, resolve: bool = T
     keys = [k for k in first if k in cfg] + [k for k in cfg if k not in first]
     for key in keys:
         branch = tree.add(str(key), style="bold", guide_style="dim")
-        node = cfg[key] if OmegaConf.is_config(cfg[key]) else None
+        raw = cfg._get_node(key)
+        node = raw if OmegaConf.is_config(raw) else None
         try:
             text = OmegaConf.to_yaml(node, resolve=resolve) if node is not None else str(cfg[key])
-        except Exception:  # an interpolation that only resolves later (e.g. outside Hydra)
-            text = OmegaConf.to_yaml(node, resolve=False) if node is not None else str(cfg._get_node(key))
+        except Exception:  # an interpolation that only resolves later (e.g. outside Hydra), ???
+            text = OmegaConf.to_yaml(node, resolve=False) if node is not None else str(raw._value())
         branch.add(Syntax(text, "yaml", theme="ansi_dark", word_wrap=True))
     return tree
+
+
+def print_config_tree(cfg: DictConfig) -> None:
+    """Print the tree when ``print_config`` is true (the tools that keep no run folder)."""
+    if cfg.get("print_config"):
+        from rich.console import Console
+
+        Console().print(config_tree(cfg))
 
 
 def save_config_tree(cfg: DictConfig, output_dir: str | Path, show: bool = True) -> Path:

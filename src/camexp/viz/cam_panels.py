@@ -34,11 +34,19 @@ def heatmap_overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> n
     return (alpha * colours + (1.0 - alpha) * image.astype(np.float64)).round().astype(np.uint8)
 
 
-def _draw_boxes(axis, boxes: np.ndarray, color: str, style: str = "-") -> None:
-    """Boxes (K, 4) as (x0, y0, x1, y1) pixel corners (inclusive convention)."""
+OUTLINE = "#000000"
+
+
+def _draw_boxes(axis, boxes: np.ndarray, color: str, style: str = "-", outline: bool = False) -> None:
+    """Boxes (K, 4) as (x0, y0, x1, y1) pixel corners (inclusive convention); ``outline``
+    draws a wider dark line under each, so a box shows on any colour of the map."""
     for x0, y0, x1, y1 in np.asarray(boxes, dtype=np.float64).reshape(-1, 4):
-        axis.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1, fill=False,
-                                 edgecolor=color, linewidth=1.5, linestyle=style))
+        corner, width, height = (x0 - 0.5, y0 - 0.5), x1 - x0 + 1, y1 - y0 + 1
+        if outline:
+            axis.add_patch(Rectangle(corner, width, height, fill=False, edgecolor=OUTLINE,
+                                     linewidth=3.0, linestyle="-"))
+        axis.add_patch(Rectangle(corner, width, height, fill=False, edgecolor=color,
+                                 linewidth=1.5, linestyle=style))
 
 
 def draw_cam_panel(
@@ -78,7 +86,7 @@ def draw_cam_panel(
         _draw_boxes(axes[column], gt_boxes, GT_COLOR)
         if pred_boxes is not None:
             for box, colour in pred_boxes[column - 1]:
-                _draw_boxes(axes[column], np.asarray(box)[None], colour, "--")
+                _draw_boxes(axes[column], np.asarray(box)[None], colour, "--", outline=True)
     for axis in axes:
         axis.set_axis_off()
     if maps:
