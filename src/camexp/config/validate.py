@@ -6,7 +6,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.errors import ConfigError, UserError
 from camexp.core.values import check_choice, check_count, check_flag, check_fraction, check_positive
-from camexp.models import BACKBONES, POOLS
+from camexp.models import BACKBONES, POOL_SETTINGS, POOLS, make_pool
 from camexp.modules.cam_classifier import SCHEDULERS
 
 
@@ -21,6 +21,7 @@ def validate(cfg: DictConfig) -> None:
     elif model is not None:
         check_choice("model.arch", model.get("arch"), ConfigError, BACKBONES)
         check_choice("model.pool", model.get("pool"), ConfigError, POOLS)
+        make_pool(model.pool, ConfigError, **{key: model.get(key) for key in POOL_SETTINGS})
         if model.get("num_classes") is not None:  # None: counted from the dataset (data=cub)
             check_positive("model.num_classes", model.get("num_classes"), ConfigError)
         check_positive("model.head.width", model.head.get("width"), ConfigError)

@@ -62,6 +62,18 @@ def check_nonnegative(key: str, value: Any, error: type[Exception], context: str
     return float(value)
 
 
+def check_number(key: str, value: Any, error: type[Exception], context: str | None = None,
+                 above: float | None = None, note: str = "") -> float:
+    """``value`` as a float if it is a finite number, and ``> above`` when ``above`` is given."""
+    import math
+
+    ok = _is_number(value) and math.isfinite(value) and (above is None or value > above)
+    if not ok:
+        allowed = "a finite number" if above is None else f"a number > {above:g}"
+        raise _refuse(key, value, allowed, error, context, note=note)
+    return float(value)
+
+
 def check_fraction(key: str, value: Any, error: type[Exception], context: str | None = None,
                    low_open: bool = False, high_open: bool = False) -> float:
     """``value`` as a float if it lies in [0, 1], the ends excluded as asked."""
