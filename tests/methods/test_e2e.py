@@ -16,7 +16,11 @@ from camexp.methods import Method, MethodError
 from camexp.train import train
 from tests.helpers.configs import TINY_SYNTHETIC, compose_config
 
-METHODS = ["has", "cutmix", "adl", "acol", "spg"]
+METHODS = ["has", "cutmix", "adl", "acol", "spg", "bas", "nlccam"]
+CLASSES = {"has": "HideAndSeek", "cutmix": "CutMix", "adl": "ADL", "acol": "ACoL", "spg": "SPG",
+           "bas": "BAS", "nlccam": "NLCCAM", "cam": "CAM"}
+# every method, then CAM with each pooling beside GAP (method, model.pool)
+RUNS = [(method, "gap") for method in METHODS] + [("cam", "lse"), ("cam", "wildcat")]
 FAST = TINY_SYNTHETIC + ["trainer.enable_progress_bar=false", "callbacks.cam_pictures.num_images=2",
                          "localization.cam_curve_interval=0.01", "trainer.limit_val_batches=1"]
 
@@ -26,9 +30,11 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", METHODS)
-def test_method_trains_tests_evaluates_and_resumes_exactly(method: str, tmp_path: Path, data_dir: Path) -> None:
-    run = FAST + [f"method={method}", "trainer.max_epochs=2"]
+@pytest.mark.parametrize("method, pool", RUNS)
+def test_method_trains_tests_evaluates_and_resumes_exactly(method: str, pool: str, tmp_path: Path,
+                                                           data_dir: Path) -> None:
+    chosen = [f"method={method}", f"model.pool={pool}"]
+    run = FAST + chosen + ["trainer.max_epochs=2"]
     full = tmp_path / "full"
     metrics = train(compose_config("train", run, full, data_dir))
     saved = json.loads((full / "metrics.json").read_text())
@@ -38,8 +44,8 @@ def test_method_trains_tests_evaluates_and_resumes_exactly(method: str, tmp_path
     assert len(list((full / "cam_pictures").glob("*.png"))) == 2
     # the checkpoint rebuilds the method's network from its own hyper-parameters
     last = full / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["hyper_parameters"]["method"]["_target_"].endswith(
-        {"has": "HideAndSeek", "cutmix": "CutMix", "adl": "ADL", "acol": "ACoL", "spg": "SPG"}[method])
+    saved_settings = torch.load(last, weights_only=True)["hyper_parameters"]
+    assert saved_settings["method"]["_target_"].endswith(CLASSES[method]) and saved_settings["pool"] == pool
     evaluated = evaluate(compose_config("eval", FAST + [f"ckpt_path={last}"], tmp_path / "eval", data_dir))
     reference = evaluate(compose_config("eval", FAST + [f"ckpt_path={last}"], tmp_path / "eval2", data_dir))
     assert evaluated == reference  # same checkpoint, same numbers
@@ -51,7 +57,7 @@ def test_method_trains_tests_evaluates_and_resumes_exactly(method: str, tmp_path
 
     # one epoch, then resume=auto for the second: the method's draws follow the global step
     half = tmp_path / "half"
-    train(compose_config("train", FAST + [f"method={method}", "trainer.max_epochs=1", "test=false"], half, data_dir))
+    train(compose_config("train", FAST + chosen + ["trainer.max_epochs=1", "test=false"], half, data_dir))
     train(compose_config("train", run + ["resume=auto", "test=false"], half, data_dir))
     first, second = _weights(last), _weights(half / "checkpoints" / "last.ckpt")
     assert first.keys() == second.keys()

@@ -39,10 +39,11 @@ def check_choice(key: str, value: Any, error: type[Exception], allowed: Collecti
     raise error(f"{key}={value!r} is not allowed; use one of {sorted(allowed)}.")
 
 
-def check_positive(key: str, value: Any, error: type[Exception], note: str = "") -> int:
+def check_positive(key: str, value: Any, error: type[Exception], note: str = "",
+                   context: str | None = None) -> int:
     """``value`` if it is an integer > 0 (``note`` follows "a positive integer")."""
     if not _is_int(value) or value <= 0:
-        raise _refuse(key, value, "a positive integer", error, None, note=note)
+        raise _refuse(key, value, "a positive integer", error, context, note=note)
     return value
 
 
