@@ -179,6 +179,14 @@ def _check_localization(localization: DictConfig) -> None:
     for key in ("relu", "aug_smooth", "eigen_smooth"):
         if key in localization:
             check_flag(f"localization.{key}", localization.get(key), ConfigError)
+    if localization.get("box_rule") is not None:
+        from camexp.localization.box_rule import BoxRule
+
+        rule = localization.box_rule
+        if not isinstance(rule, DictConfig):
+            raise ConfigError(f"localization.box_rule={rule!r} must be null or a mapping "
+                              "{rule, threshold, iou, resize, gt_known_map} (docs/protocol.md).")
+        BoxRule.from_config(OmegaConf.to_container(rule, resolve=True), ConfigError)
     if "posthoc_batch_size" in localization:
         check_positive("localization.posthoc_batch_size", localization.get("posthoc_batch_size"), ConfigError)
     for iou in localization.get("iou_thresholds") or []:
