@@ -118,7 +118,7 @@ class LogSumExpPool(GlobalPool):
         return cls(r=check_number("model.pool_r", settings["pool_r"], error, above=0))
 
     def reduce(self, maps: Tensor) -> Tensor:
-        flat = maps.flatten(2)
+        flat = maps.flatten(2).float()  # bf16 under mixed precision: too coarse for expm1/log1p
         peak = flat.amax(dim=2, keepdim=True)
         # log(mean(exp(u))) as log1p(mean(expm1(u))): exact to float precision as r -> 0 too
         mean_exp = torch.expm1(self.r * (flat - peak)).mean(dim=2)
