@@ -1,4 +1,5 @@
-"""Training-step cost of each WSOL method relative to CAM (docs/methods.md).
+"""Training-step cost of each WSOL method relative to CAM (docs/methods.md), BAS and NL-CCAM
+included.
 
 Same network (the demo's tiny CAM net unless ``--arch``), same in-memory batch, same
 optimizer: one step = the method's batch transform, forward, loss, backward and SGD step, as
@@ -11,6 +12,7 @@ one run, so the ratios compare like with like on this machine; the median round 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 
@@ -27,6 +29,8 @@ METHODS = {
     "adl": {"_target_": "camexp.methods.adl.ADL"},
     "acol": {"_target_": "camexp.methods.acol.ACoL"},
     "spg": {"_target_": "camexp.methods.spg.SPG"},
+    "bas": {"_target_": "camexp.methods.bas.BAS"},
+    "nlccam": {"_target_": "camexp.methods.nlccam.NLCCAM"},
 }
 
 
@@ -53,6 +57,14 @@ def steps_per_second(module: CAMClassifier, optimizer, batch: dict, steps: int) 
     return steps / (time.perf_counter() - start)
 
 
+def conditions() -> str:
+    """The machine's conditions, printed with the ratios: a shared machine's load moves the
+    times (each round runs every method, so the ratios are compared under one load)."""
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    return (f"{os.cpu_count()} CPUs, load average (1, 5, 15 min) {load}, torch {torch.__version__} "
+            f"({torch.backends.cpu.get_cpu_capability()} kernels), {torch.get_num_threads()} threads")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -69,6 +81,7 @@ def main() -> None:
                            generator=generator)
     batch = {"input": normalize_images(images),
              "label": torch.randint(0, args.classes, (args.batch_size,), generator=generator)}
+    before = conditions()
     built = {name: make(config, args.arch, args.classes, args.width) for name, config in METHODS.items()}
     for module, optimizer in built.values():  # warm-up
         steps_per_second(module, optimizer, batch, 2)
@@ -79,6 +92,8 @@ def main() -> None:
     cam = statistics.median(rates["cam"])
     print(f"training step per method, {args.arch} net, batch {args.batch_size}, {args.size} px, "
           f"{torch.get_num_threads()} threads, median of {args.rounds} rounds x {args.steps} steps")
+    print(f"conditions at the start: {before}")
+    print(f"conditions at the end:   {conditions()}")
     print(f"{'method':<8} {'steps/s':>8} {'ms/step':>8} {'cost vs cam':>12}")
     for name in METHODS:
         rate = statistics.median(rates[name])

@@ -44,7 +44,7 @@ def test_unknown_added_keys_are_refused_or_warned_with_the_group_keys(tmp_path: 
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.pool=avg", "model.pool='avg' is not allowed; use one of ['gap', 'gmp']"),
+    ("model.pool=avg", "model.pool='avg' is not allowed; use one of ['gap', 'gmp', 'lse', 'wildcat']"),
     ("model.arch=vgg19", "model.arch='vgg19' is not allowed"),
     ("data.batch_size=0", "data.batch_size=0 must be a positive integer"),
     ("model.scheduler.name=poly", "model.scheduler.name='poly' is not allowed"),
@@ -118,3 +118,19 @@ def test_train_with_model_torchvision_says_it_cannot_train(tmp_path: Path) -> No
     with pytest.raises(ConfigError, match=r"model=torchvision cannot train.*python -m camexp.eval "
                                           r"model=torchvision.*model=vgg_gap"):
         train(cfg)
+@pytest.mark.parametrize("overrides, message", [
+    (["model.pool=lse", "model.pool_r=0"], "model.pool_r=0 must be a number > 0."),
+    (["model.pool=wildcat", "model.pool_maps=0"], "model.pool_maps=0 must be a positive integer."),
+    (["model.pool=wildcat", "model.pool_k_max=0"],
+     "model.pool_k_max=0 must be a number > 0 (below 1: a fraction of the positions)."),
+    (["model.pool=wildcat", "model.pool_k_min=-0.1"],
+     "model.pool_k_min=-0.1 must be a number >= 0 (below 1: a fraction of the positions)."),
+    (["model.pool=wildcat", "model.pool_alpha=high"], "model.pool_alpha='high' must be a finite number."),
+])
+def test_bad_pooling_settings_are_named(overrides: list[str], message: str, tmp_path: Path) -> None:
+    cfg = compose_config("train", overrides, tmp_path / "run", tmp_path)
+    with pytest.raises(ConfigError) as error:
+        validate(cfg)
+    assert message in str(error.value)
+    # the settings of a pooling not in use are not checked (gap reads none)
+    validate(compose_config("train", [overrides[1]], tmp_path / "run", tmp_path))

@@ -45,7 +45,22 @@ PAPER = {
     ("OpenImages PxAP", "CAM VGG16"): {"test/PxAP": 58.3},
     ("OpenImages PxAP", "CAM InceptionV3"): {"test/PxAP": 63.2},
     ("OpenImages PxAP", "CAM ResNet50"): {"test/PxAP": 58.5},
+    # BAS (Wu et al. 2022): top-1 / top-5 / GT-known localization under its own box rule
+    ("CUB since 2021", "BAS VGG16"): {"test/top1_loc": 71.33, "test/top5_loc": 85.33, "test/gt_known_loc": 91.07},
+    ("CUB since 2021", "BAS ResNet50"): {"test/top1_loc": 77.25, "test/top5_loc": 90.08, "test/gt_known_loc": 95.13},
+    ("CUB since 2021", "BAS InceptionV3"): {"test/top1_loc": 73.29, "test/top5_loc": 86.31,
+                                            "test/gt_known_loc": 92.24},
+    ("ImageNet since 2021", "BAS VGG16"): {"test/top1_loc": 52.96, "test/top5_loc": 65.41,
+                                           "test/gt_known_loc": 69.64},
+    ("ImageNet since 2021", "BAS ResNet50"): {"test/top1_loc": 57.18, "test/top5_loc": 68.44,
+                                              "test/gt_known_loc": 71.77},
+    ("ImageNet since 2021", "BAS InceptionV3"): {"test/top1_loc": 58.51, "test/top5_loc": 69.0,
+                                                 "test/gt_known_loc": 71.93},
 }
+# BAS's box threshold per (dataset, backbone): the paper's for ResNet50, the authors' code's
+BAS_THRESHOLDS = {("cub", "vgg16"): 0.15, ("cub", "resnet50"): 0.15, ("cub", "inceptionv3"): 0.1,
+                  ("imagenet", "vgg16"): 0.5, ("imagenet", "resnet50"): 0.45,
+                  ("imagenet", "inceptionv3"): 0.3}
 # preset -> (model config, data config, model.pool, localization.method)
 SETTINGS = {
     "ilsvrc_vgg_gap": ("vgg_gap", "imagenet", "gap", "cam"),
@@ -70,6 +85,9 @@ SETTINGS = {
     "synthetic_gmp": ("tinynet_gap", "synthetic", "gmp", "cam"),
     "synthetic_pooling_gap": ("tinynet_gap", "synthetic", "gap", "cam"),
     "synthetic_pooling_gmp": ("tinynet_gap", "synthetic", "gmp", "cam"),
+    **{f"bas_{data}_{back}": (model, data, "gap", "cam")
+       for data in ("cub", "imagenet")
+       for back, model in (("vgg16", "vgg_gap"), ("resnet50", "resnet50_gap"), ("inceptionv3", "inceptionv3_gap"))},
 }
 
 # the field's table (docs/methods.md), methods beside CAM: (ImageNet, CUB, OpenImages) x (VGG16,
@@ -88,7 +106,9 @@ FIELD_BACKBONES = [("vgg16", "VGG16", "vgg_gap"), ("inceptionv3", "InceptionV3",
                    ("resnet50", "ResNet50", "resnet50_gap")]
 # recipe (the overrides after experiment=) -> (model config, data config, model.pool,
 # localization.method, method choice)
-RECIPES = {preset: (*SETTINGS[preset], "cam") for preset in SETTINGS}
+RECIPES = {preset: (*SETTINGS[preset], "cam") for preset in SETTINGS if not preset.startswith("bas_")}
+RECIPES.update({f"{preset} method=bas": (*SETTINGS[preset], "bas")
+                for preset in SETTINGS if preset.startswith("bas_")})
 for _method, (_label, _cells) in FIELD.items():
     for (_data, _data_label, _metric), _row in zip(FIELD_DATA, _cells, strict=True):
         for (_back, _back_label, _model), _value in zip(FIELD_BACKBONES, _row, strict=True):
@@ -105,7 +125,7 @@ def test_every_preset_is_known_and_every_paper_row_is_published_with_a_recipe() 
     for key, metrics in PAPER.items():
         assert published[key].metrics == pytest.approx(metrics), key
     recipes = {row.recipe for row in PUBLISHED if row.recipe}
-    assert recipes == set(RECIPES)  # 22 presets + 54 methods on the field's recipes
+    assert recipes == set(RECIPES)  # the presets, 54 methods on the field's recipes, BAS's 6
     assert {recipe.split()[0] for recipe in recipes} == set(PRESETS)
 
 
@@ -132,8 +152,13 @@ def test_recipe_composes_and_the_report_finds_exactly_its_rows(recipe: str, tmp_
     assert (cfg.model.pool, cfg.localization.method) == (pool, maps)
     assert choices.method == method and cfg.model.method == cfg.method
     assert cfg.tags and all(isinstance(tag, str) for tag in cfg.tags)
-    if recipe.startswith("wsol_"):  # the method's tag comes from method=
+    if recipe.startswith(("wsol_", "bas_")):  # the method's tag comes from method=
         assert cfg.tags[-1] == method
+    if recipe.startswith("bas_"):  # BAS's own box rule, its threshold for the dataset and backbone
+        _, data_name, back = recipe.split()[0].split("_")
+        assert dict(cfg.localization.box_rule) == {
+            "rule": "largest_component", "threshold": BAS_THRESHOLDS[(data_name, back)], "iou": 0.5,
+            "resize": "bilinear", "gt_known_map": "ground_truth"}
     if method == "fsl" and data == "openimages":  # conf/method_data/fsl_openimages.yaml
         assert (cfg.method.target, cfg.callbacks.model_checkpoint.monitor) == ("masks", "val/PxAP")
     # the composed config passes camexp's checks with the recipe's hyper-parameters

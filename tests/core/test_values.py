@@ -11,6 +11,7 @@ from camexp.core.values import (
     check_flag,
     check_fraction,
     check_nonnegative,
+    check_number,
     check_positive,
 )
 
@@ -23,6 +24,7 @@ def test_values_that_pass_come_back_converted() -> None:
     assert check_positive("k", 3, ConfigError) == 3
     assert check_choice("k", "b", ConfigError, {"b": 1, "a": 2}) == "b"
     assert check_flag("k", False, ConfigError) is False
+    assert check_number("k", 2, ConfigError, above=0) == 2.0 and check_number("k", -3.5, ConfigError) == -3.5
 
 
 @pytest.mark.parametrize(("call", "message"), [
@@ -45,6 +47,10 @@ def test_values_that_pass_come_back_converted() -> None:
     (lambda: check_fraction("method.p", False, MethodError, context="method=adl"),
      "method.p=False is not allowed for method=adl: use a number in [0, 1]."),
     (lambda: check_flag("model.compile", "yes", ConfigError), "model.compile='yes' must be true or false."),
+    (lambda: check_number("model.pool_r", 0, ConfigError, above=0), "model.pool_r=0 must be a number > 0."),
+    (lambda: check_number("a", float("nan"), ConfigError), "a=nan must be a finite number."),
+    (lambda: check_number("method.w", True, MethodError, context="method=bas"),
+     "method.w=True is not allowed for method=bas: use a finite number."),
 ])
 def test_each_refusal_names_the_key_the_value_and_what_is_allowed(call, message) -> None:
     with pytest.raises(Exception) as info:

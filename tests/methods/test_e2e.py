@@ -15,20 +15,23 @@ from camexp.eval import evaluate
 from camexp.methods import Method, MethodError
 from camexp.train import train
 from tests.helpers.configs import TINY_SYNTHETIC, compose_config
+from tests.helpers.runs import assert_same_weights
 
-METHODS = ["has", "cutmix", "adl", "acol", "spg"]
+METHODS = ["has", "cutmix", "adl", "acol", "spg", "bas", "nlccam"]
+CLASSES = {"has": "HideAndSeek", "cutmix": "CutMix", "adl": "ADL", "acol": "ACoL", "spg": "SPG",
+           "bas": "BAS", "nlccam": "NLCCAM", "cam": "CAM"}
+# every method, then CAM with each pooling beside GAP (method, model.pool)
+RUNS = [(method, "gap") for method in METHODS] + [("cam", "lse"), ("cam", "wildcat")]
 FAST = TINY_SYNTHETIC + ["trainer.enable_progress_bar=false", "callbacks.cam_pictures.num_images=2",
                          "localization.cam_curve_interval=0.01", "trainer.limit_val_batches=1"]
 
 
-def _weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("method", METHODS)
-def test_method_trains_tests_evaluates_and_resumes_exactly(method: str, tmp_path: Path, data_dir: Path) -> None:
-    run = FAST + [f"method={method}", "trainer.max_epochs=2"]
+@pytest.mark.parametrize("method, pool", RUNS)
+def test_method_trains_tests_evaluates_and_resumes_exactly(method: str, pool: str, tmp_path: Path,
+                                                           data_dir: Path) -> None:
+    chosen = [f"method={method}", f"model.pool={pool}"]
+    run = FAST + chosen + ["trainer.max_epochs=2"]
     full = tmp_path / "full"
     metrics = train(compose_config("train", run, full, data_dir))
     saved = json.loads((full / "metrics.json").read_text())
@@ -38,8 +41,8 @@ def test_method_trains_tests_evaluates_and_resumes_exactly(method: str, tmp_path
     assert len(list((full / "cam_pictures").glob("*.png"))) == 2
     # the checkpoint rebuilds the method's network from its own hyper-parameters
     last = full / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["hyper_parameters"]["method"]["_target_"].endswith(
-        {"has": "HideAndSeek", "cutmix": "CutMix", "adl": "ADL", "acol": "ACoL", "spg": "SPG"}[method])
+    saved_settings = torch.load(last, weights_only=True)["hyper_parameters"]
+    assert saved_settings["method"]["_target_"].endswith(CLASSES[method]) and saved_settings["pool"] == pool
     evaluated = evaluate(compose_config("eval", FAST + [f"ckpt_path={last}"], tmp_path / "eval", data_dir))
     reference = evaluate(compose_config("eval", FAST + [f"ckpt_path={last}"], tmp_path / "eval2", data_dir))
     assert evaluated == reference  # same checkpoint, same numbers
@@ -49,14 +52,13 @@ def test_method_trains_tests_evaluates_and_resumes_exactly(method: str, tmp_path
         assert evaluated["test/acc_top1"] == pytest.approx(metrics["test/acc_top1"])
         assert evaluated["test/MaxBoxAccV2"] == pytest.approx(metrics["test/MaxBoxAccV2"])
 
-    # one epoch, then resume=auto for the second: the method's draws follow the global step
+    # the same run again, in two halves: one epoch, then resume=auto for the second; it ends with
+    # exactly the first run's weights, so the training repeats exactly and resumes bit-exact
+    # (the method's draws follow the global step)
     half = tmp_path / "half"
-    train(compose_config("train", FAST + [f"method={method}", "trainer.max_epochs=1", "test=false"], half, data_dir))
+    train(compose_config("train", FAST + chosen + ["trainer.max_epochs=1", "test=false"], half, data_dir))
     train(compose_config("train", run + ["resume=auto", "test=false"], half, data_dir))
-    first, second = _weights(last), _weights(half / "checkpoints" / "last.ckpt")
-    assert first.keys() == second.keys()
-    for key in first:
-        assert torch.equal(first[key], second[key]), key
+    assert_same_weights(last, half / "checkpoints" / "last.ckpt")
 
 
 class InvertedCAM(Method):
@@ -137,7 +139,7 @@ def test_adl_killed_mid_epoch_resumes_bit_exact(tmp_path: Path, data_dir: Path) 
     ends with exactly the weights of an uninterrupted one (the draws follow the global step)."""
     import signal
 
-    from tests.helpers.runs import assert_same_weights, signal_at, train_cli
+    from tests.helpers.runs import signal_at, train_cli
 
     whole = train_cli(tmp_path / "whole", data_dir, "method=adl", "test=false")
     assert whole.returncode == 0, whole.stderr[-3000:]

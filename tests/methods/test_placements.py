@@ -153,8 +153,13 @@ MINI_VGG = BackboneSpec(
 @pytest.mark.parametrize("method", sorted(_method_configs()))
 def test_every_method_builds_and_runs_on_resnet101_registered_with_its_points(method, monkeypatch) -> None:
     monkeypatch.setitem(BACKBONES, "resnet101", _resnet101())
+    built = build_method(_method_configs()[method])
+    if built.placements is not None and "resnet" not in built.placements:  # NL-CCAM: VGG only
+        with pytest.raises(MethodError, match="not for 'resnet101'"):
+            CAMNet("resnet101", 5, method=built)
+        return
     with torch.device("meta"):
-        net = CAMNet("resnet101", 5, head_num_convs=0, method=build_method(_method_configs()[method]))
+        net = CAMNet("resnet101", 5, head_num_convs=0, method=built)
     outputs = meta_forward(net, 224)
     assert outputs["logits"].shape == (2, 5)
     if method == "adl":  # ResNet's placement, at ResNet101's own last block
@@ -163,6 +168,9 @@ def test_every_method_builds_and_runs_on_resnet101_registered_with_its_points(me
         assert list(net.method._tapped) == ["trunk.layer3.0", "trunk.layer3"]
         assert net.method_layers["b1"][0].in_channels == 1024
         assert outputs["b2"].shape[-2:] == (14, 14)
+    if method == "bas":  # ResNet's layout at ResNet101's layer3: stride 1, then a 2x2 pool
+        assert net.trunk.layer3[0].conv2.stride == (1, 1) and "bas_pool" in net.trunk._modules
+        assert outputs["generator"].shape[-2:] == (28, 28) and outputs["features"].shape[-2:] == (14, 14)
 
 
 @pytest.mark.parametrize("method", sorted(_method_configs()))
@@ -186,6 +194,11 @@ def test_every_method_trains_a_step_on_a_test_defined_backbone(method, monkeypat
             == ["body.down1", "body.down2", "body.down3", "body.down4", "pool5"]
     if method == "spg":
         assert list(net.method._tapped) == ["trunk.body.down4", "trunk.body.act5"]
+    if method == "bas":  # VGG's generator on stage 4's output, before the fourth pool
+        assert net.method._point == "trunk.body.act4"
+    if method == "nlccam":  # after pool2, pool3, pool4 and stage 5
+        assert [n for n, m in net.trunk.named_modules() if m._forward_hooks] == \
+            ["body.down2", "body.down3", "body.down4", "body.act5"]
 
 
 def test_a_backbone_of_a_family_without_a_placement_is_refused_by_the_methods_that_need_one(monkeypatch):

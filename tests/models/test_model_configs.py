@@ -29,4 +29,4 @@ def test_googlenet_gmp_is_a_config_override(tmp_path: Path) -> None:
     cfg = compose_config("train", ["model=googlenet_gap", "model.pool=gmp", "model.pretrained=false"],
                          tmp_path / "run", tmp_path)
     module = instantiate(cfg.model, _convert_="all")
-    assert module.net.arch == "googlenet" and module.net.pool.kind == "gmp"
+    assert module.net.arch == "googlenet" and module.net.pool.name == "gmp"

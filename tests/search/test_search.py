@@ -20,7 +20,7 @@ from camexp.callbacks.divergence import DivergenceGuard
 from camexp.core.errors import TrainingDiverged
 from camexp.runs.ledger import config_hash, record_test_evaluation
 from camexp.search.results import best_trial
-from camexp.search.space import has_patch_side
+from camexp.search.space import has_patch_side, pooling_space
 from tests.helpers.configs import CONF_DIR, TINY_SYNTHETIC
 from tests.helpers.search import CONFIG_NAME, write_method_conf
 
@@ -100,7 +100,49 @@ def test_each_method_adds_its_own_space(method_conf: Path, method: str, keys: se
     for key in keys:
         assert cfg.hydra.sweeper.params[key] == "interval(0.0, 1.0)"
         assert OmegaConf.select(cfg, key) is not None  # the stand-in has the key the space names
-    assert (cfg.hydra.sweeper.custom_search_space == "camexp.search.space.has_patch_side") == (method == "has")
+    own = "has_patch_side" if method == "has" else "pooling_space"  # HaS's draws the pooling's too
+    assert cfg.hydra.sweeper.custom_search_space == f"camexp.search.space.{own}"
+
+
+def test_bas_and_nlccam_spaces(method_conf: Path) -> None:
+    bas = _compose(method_conf, ["hparams_search=wsol", "method=bas"]).hydra.sweeper.params
+    assert (bas["method.area_weight"], bas["method.s2_weight"]) == ("interval(0.0, 3.0)", "interval(0.0, 1.0)")
+    nlccam = _compose(method_conf, ["hparams_search=wsol", "method=nlccam"]).hydra.sweeper.params
+    assert nlccam["method.positive_ranks"] == "int(interval(1, 100))"
+    # a drawn number replaces BAS's per-family table, and the run takes it
+    cfg = _compose(method_conf, ["method=bas", "method.area_weight=1.7"])
+    assert cfg.method.area_weight == 1.7 and cfg.method.s2_weight.vgg == 0.0
+
+
+class _Trial:
+    """Records what a search space asks an Optuna trial for."""
+
+    def __init__(self) -> None:
+        self.asked: dict[str, tuple] = {}
+
+    def suggest_float(self, name, low, high, log=False):
+        self.asked[name] = ("float", low, high, log)
+
+    def suggest_int(self, name, low, high):
+        self.asked[name] = ("int", low, high)
+
+    def suggest_categorical(self, name, choices):
+        self.asked[name] = ("categorical", tuple(choices))
+
+
+@pytest.mark.parametrize(("pool", "asked"), [
+    ("gap", {}), ("gmp", {}),
+    ("lse", {"model.pool_r": ("float", 0.1, 100.0, True)}),
+    ("wildcat", {"model.pool_maps": ("int", 1, 8), "model.pool_k_max": ("float", 0.01, 0.99, False),
+                 "model.pool_k_min": ("float", 0.0, 0.99, False), "model.pool_alpha": ("float", 0.0, 1.0, False)}),
+])
+def test_the_pooling_in_use_gets_its_own_knobs_searched(pool: str, asked: dict) -> None:
+    trial = _Trial()
+    pooling_space(OmegaConf.create({"model": {"pool": pool}, "data": {"crop_size": 56}}), trial)
+    assert trial.asked == asked
+    trial = _Trial()  # HaS's space draws them as well
+    has_patch_side(OmegaConf.create({"model": {"pool": pool}, "data": {"crop_size": 56}}), trial)
+    assert trial.asked == {**asked, "method.grid_size": ("categorical", (1, 2, 4, 7, 8, 14, 28))}
 
 
 def test_data_ranges_and_objectives(method_conf: Path) -> None:
@@ -125,10 +167,10 @@ def test_tpe_variant_and_sampler_seed(method_conf: Path) -> None:
 def test_has_patch_side_divisors_of_the_crop_up_to_half() -> None:
     seen = {}
     trial = SimpleNamespace(suggest_categorical=lambda name, choices: seen.setdefault(name, choices))
-    has_patch_side(OmegaConf.create({"data": {"crop_size": 224}}), trial)
+    has_patch_side(OmegaConf.create({"data": {"crop_size": 224}, "model": {"pool": "gap"}}), trial)
     assert seen["method.grid_size"] == [1, 2, 4, 7, 8, 14, 16, 28, 32, 56, 112]
     seen.clear()
-    has_patch_side(OmegaConf.create({"data": {"crop_size": 56}}), trial)
+    has_patch_side(OmegaConf.create({"data": {"crop_size": 56}, "model": {"pool": "gap"}}), trial)
     assert seen["method.grid_size"] == [1, 2, 4, 7, 8, 14, 28]
 
 
@@ -268,6 +310,22 @@ def test_random_search_best_preset_single_test_run_and_report(tmp_path: Path, da
     lines = make_report(tmp_path / "outputs" / "train" / "runs", published=published)
     marks = {Path(line["run"]).name: line["test_evaluations"] for line in lines}
     assert marks == {run.name: 1, second.name: 1}
+
+
+@pytest.mark.slow
+def test_a_search_over_wildcat_draws_its_knobs_for_each_trial(tmp_path: Path, data_dir: Path,
+                                                              method_conf: Path) -> None:
+    done = _cli(tmp_path, "-m", "--config-dir", str(method_conf), "--config-name", CONFIG_NAME,
+                "hparams_search=wsol", "method=cam", "model.pool=wildcat", "hydra.sweeper.n_trials=2",
+                *QUICK, f"paths.data_dir={data_dir}")
+    assert done.returncode == 0, done.stderr[-4000:]
+    for job in _jobs(_sweep(tmp_path)):
+        overrides = json.loads((job / "trial.json").read_text())["overrides"]
+        drawn = dict(o.split("=", 1) for o in overrides if o.startswith("model.pool_"))
+        assert set(drawn) == {"model.pool_maps", "model.pool_k_max", "model.pool_k_min", "model.pool_alpha"}
+        trained = OmegaConf.load(job / ".hydra" / "config.yaml").model
+        assert trained.pool == "wildcat" and trained.pool_maps == int(drawn["model.pool_maps"])
+        assert trained.pool_k_max == pytest.approx(float(drawn["model.pool_k_max"]))
 
 
 @pytest.mark.slow

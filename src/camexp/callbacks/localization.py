@@ -10,6 +10,8 @@ callback asks the same source for its images' maps, so it draws the maps scored 
 Logged per stage (``val/...``, ``test/...``): ``MaxBoxAcc`` and its best threshold,
 ``MaxBoxAccV2`` with ``_IoU30/50/70`` and their best thresholds, the paper's
 ``loc_top1_err``, ``loc_top5_err`` and ``loc_gt_known`` at a fixed fraction of the maximum,
+with ``box_rule`` a paper's own ``top1_loc``, ``top5_loc`` and ``gt_known_loc``
+(:mod:`camexp.localization.box_rule`),
 ``PxAP`` when the batches carry masks, and ``MaxBoxAccV2_center_baseline`` (with masks also
 ``PxAP_center_baseline``: the field's centre baseline, an isotropic Gaussian centred on every
 image, scored by the same metric). The accuracy-versus-threshold
@@ -41,6 +43,7 @@ from camexp.core.errors import ConfigError
 from camexp.core.messages import say
 from camexp.localization import MaxBoxAccV2, PaperLocalization, PxAP
 from camexp.localization.box_accuracy import curve_columns
+from camexp.localization.box_rule import BoxRule, RuleLocalization
 from camexp.localization.maps import normalize_map
 from camexp.localization.offline import save_score_map
 from camexp.maps.center import center_gaussian
@@ -71,6 +74,8 @@ class CAMLocalization(L.Callback):
         relu, aug_smooth, eigen_smooth: post-hoc methods: the library's options.
         posthoc_batch_size: forward passes per chunk of Score-CAM and Ablation-CAM.
         save_maps: the splits whose maps are saved (``val``, ``test``); ``maps_dir`` where.
+        box_rule: a paper's own box rule (``{rule, threshold, iou, resize, gt_known_map}``,
+            :class:`~camexp.localization.box_rule.BoxRule`); None: not scored.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class CAMLocalization(L.Callback):
         posthoc_batch_size: int = 32,
         save_maps: tuple[str, ...] = (),
         maps_dir: str | None = None,
+        box_rule: dict[str, Any] | None = None,
     ) -> None:
         self.source = map_source(method, MapSettings(target_layer, relu, aug_smooth, eigen_smooth,
                                                      posthoc_batch_size))
@@ -100,6 +106,7 @@ class CAMLocalization(L.Callback):
         self.multi_contour = multi_contour
         self.paper = {"fraction": paper_fraction, "iou_threshold": paper_iou}
         self.center_baseline = center_baseline
+        self.box_rule = BoxRule.from_config(box_rule) if box_rule else None
         self.metrics: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, float]] = {}
         self.save_maps = tuple(save_maps or ())
@@ -121,6 +128,8 @@ class CAMLocalization(L.Callback):
             "paper": PaperLocalization(image_size=size, **self.paper),
             "pxap": PxAP(self.settings["cam_curve_interval"], image_size=size),
         }
+        if self.box_rule is not None:
+            metrics["rule"] = RuleLocalization(self.box_rule, image_size=size)
         if self.center_baseline:
             metrics["center"] = MaxBoxAccV2(self.iou_thresholds, self.multi_contour,
                                             image_size=size, **self.settings)
@@ -144,6 +153,8 @@ class CAMLocalization(L.Callback):
         if self._saving == stage:
             self._save(stage, gt_maps, batch["image_id"])
         metrics["paper"].update(gt_maps, top, batch["label"], boxes, num_boxes, topk_maps=top_maps)
+        if "rule" in metrics:
+            metrics["rule"].update(gt_maps, top, batch["label"], boxes, num_boxes, top_maps)
         if self.use_masks:
             metrics["pxap"].update(gt_maps, batch["mask"] > 127, batch.get("ignore"))
         if self.center_baseline:
@@ -175,8 +186,9 @@ class CAMLocalization(L.Callback):
             return
         # compute() syncs the states of all DDP processes: every rank must call it
         results: dict[str, float] = {}
-        for name in ("v2", "paper"):
-            results.update({k: float(v) for k, v in metrics[name].compute().items()})
+        for name in ("v2", "paper", "rule"):
+            if name in metrics:
+                results.update({k: float(v) for k, v in metrics[name].compute().items()})
         if self.use_masks:
             results.update({k: float(v) for k, v in metrics["pxap"].compute().items()})
         if self.center_baseline:

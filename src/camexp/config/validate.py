@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from camexp.core.errors import ConfigError, UserError
 from camexp.core.values import check_choice, check_count, check_flag, check_fraction, check_positive
-from camexp.models import BACKBONES, POOLS
+from camexp.models import BACKBONES, POOL_SETTINGS, POOLS, make_pool
 from camexp.modules.cam_classifier import SCHEDULERS
 
 
@@ -25,6 +25,7 @@ def validate(cfg: DictConfig) -> None:
     elif model is not None:
         check_choice("model.arch", model.get("arch"), ConfigError, BACKBONES)
         check_choice("model.pool", model.get("pool"), ConfigError, POOLS)
+        make_pool(model.pool, ConfigError, **{key: model.get(key) for key in POOL_SETTINGS})
         if model.get("num_classes") is not None:  # None: counted from the dataset (data=cub)
             check_positive("model.num_classes", model.get("num_classes"), ConfigError)
         check_positive("model.head.width", model.head.get("width"), ConfigError)
@@ -184,6 +185,14 @@ def _check_localization(localization: DictConfig) -> None:
     for key in ("relu", "aug_smooth", "eigen_smooth"):
         if key in localization:
             check_flag(f"localization.{key}", localization.get(key), ConfigError)
+    if localization.get("box_rule") is not None:
+        from camexp.localization.box_rule import BoxRule
+
+        rule = localization.box_rule
+        if not isinstance(rule, DictConfig):
+            raise ConfigError(f"localization.box_rule={rule!r} must be null or a mapping "
+                              "{rule, threshold, iou, resize, gt_known_map} (docs/protocol.md).")
+        BoxRule.from_config(OmegaConf.to_container(rule, resolve=True), ConfigError)
     if "posthoc_batch_size" in localization:
         check_positive("localization.posthoc_batch_size", localization.get("posthoc_batch_size"), ConfigError)
     for iou in localization.get("iou_thresholds") or []:

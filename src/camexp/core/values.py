@@ -39,10 +39,11 @@ def check_choice(key: str, value: Any, error: type[Exception], allowed: Collecti
     raise error(f"{key}={value!r} is not allowed; use one of {sorted(allowed)}.")
 
 
-def check_positive(key: str, value: Any, error: type[Exception], note: str = "") -> int:
+def check_positive(key: str, value: Any, error: type[Exception], note: str = "",
+                   context: str | None = None) -> int:
     """``value`` if it is an integer > 0 (``note`` follows "a positive integer")."""
     if not _is_int(value) or value <= 0:
-        raise _refuse(key, value, "a positive integer", error, None, note=note)
+        raise _refuse(key, value, "a positive integer", error, context, note=note)
     return value
 
 
@@ -59,6 +60,18 @@ def check_nonnegative(key: str, value: Any, error: type[Exception], context: str
     """``value`` as a float if it is a number >= 0."""
     if not _is_number(value) or value < 0:
         raise _refuse(key, value, "a number >= 0", error, context, note=note)
+    return float(value)
+
+
+def check_number(key: str, value: Any, error: type[Exception], context: str | None = None,
+                 above: float | None = None, note: str = "") -> float:
+    """``value`` as a float if it is a finite number, and ``> above`` when ``above`` is given."""
+    import math
+
+    ok = _is_number(value) and math.isfinite(value) and (above is None or value > above)
+    if not ok:
+        allowed = "a finite number" if above is None else f"a number > {above:g}"
+        raise _refuse(key, value, allowed, error, context, note=note)
     return float(value)
 
 

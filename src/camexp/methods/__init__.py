@@ -15,6 +15,10 @@ localization callback call:
   own map.
 - ``camexp.methods.fsl.FSL`` (``fsl``): the field's few-shot baseline, a foreground map trained
   on the val split's boxes (camexp's reading of an unreleased design).
+- ``camexp.methods.bas.BAS`` (``bas``): a foreground generator trained so the background scores
+  low through a frozen copy of the rest of the network (Wu et al. 2022).
+- ``camexp.methods.nlccam.NLCCAM`` (``nlccam``): non-local blocks in a LeakyReLU VGG16, the map a
+  rank-weighted sum of all class maps (Yang et al. 2020).
 
 A new method is a module and a yaml; nothing here changes.
 """

@@ -108,7 +108,7 @@ class ACoL(Method):
         class_map = net.cams(features, target)[:, 0]
         branch = net.method_layers
         features_b = branch["head_b"](erase(trunk, class_map, self.threshold))
-        logits_b = branch["classifier_b"](net.pool(features_b))
+        logits_b = net.pool(features_b, branch["classifier_b"])
         return {"logits": logits, "features": features, "logits_b": logits_b, "features_b": features_b}
 
     def chance_loss(self, num_classes: int) -> float:
@@ -121,6 +121,5 @@ class ACoL(Method):
 
     def maps(self, net, outputs: dict[str, Tensor], classes: Tensor) -> Tensor:
         maps_a = net.cams(outputs["features"], classes)
-        weights_b = net.method_layers["classifier_b"].weight[classes]  # (B, K, C)
-        maps_b = torch.einsum("bkc,bchw->bkhw", weights_b, outputs["features_b"])
+        maps_b = net.pool.class_maps(outputs["features_b"], net.method_layers["classifier_b"], classes)
         return fuse(maps_a, maps_b)

@@ -30,8 +30,15 @@ each forward pass (:class:`FeatureTaps`), or reads the module (:func:`module_at`
 backbone of a known family therefore only declares its points; a method that needs a kind of
 place no backbone declares yet adds the name to the backbones' vocabulary, not a path here
 (a transformer's blocks, say, for a method that edits named blocks). A method that needs more
-than a place (the block attentions, the rest of the network run from a point) gets one more
-hook here, with a default, rather than a branch on the backbone.
+than a place (the block attentions, say) gets one more hook here, with a default, rather than
+a branch on the backbone.
+
+Two more helpers serve methods that need more than a layer at a point: :func:`apply_after`
+runs a layer *with parameters* (kept beside the network in ``net.method_layers``, so the
+trunk still loads torchvision's weights) on a point's output, and :func:`rest_of_network`
+gives the network after a point (the trunk's later layers and the head) as one sequence,
+which :func:`frozen_forward` runs with a frozen copy of the current weights (BAS's
+background branch).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -233,3 +241,52 @@ class FeatureTaps:
 
     def __getitem__(self, path: str) -> Tensor:
         return self.outputs[path]
+
+
+class OutputEdit:
+    """A forward hook that replaces a module's output by ``layer(output)``. An object, not a
+    closure, so a deep copy of the network copies the hook with the copy's own layer."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.layer = layer
+
+    def __call__(self, module: nn.Module, inputs: Any, output: Tensor) -> Tensor:
+        return self.layer(output)
+
+
+def apply_after(root: nn.Module, path: str, layer: nn.Module) -> None:
+    """Run ``layer`` on the output of the module at ``path`` during every forward pass (a
+    forward hook): the network's structure and parameter names stay as they are, so a layer
+    with parameters kept in ``net.method_layers`` (NL-CCAM's non-local blocks) acts inside a
+    trunk that still loads torchvision's weights."""
+    module_at(root, path).register_forward_hook(OutputEdit(layer))
+
+
+def rest_of_network(net: nn.Module, path: str) -> nn.Sequential:
+    """The network after the point at ``path`` up to the head's output, as one sequence: in
+    each sequence that holds the point, the layers after it (innermost first), then
+    ``net.head``. The layers are the network's own (not copies) and the sequence is not
+    registered in the network, so its parameters are counted once."""
+    parts = path.split(".")
+    levels, module = [], net
+    for part in parts:
+        levels.append((module, part))
+        module = module_at(module, part)
+    rest: list[nn.Module] = []
+    for parent, child in reversed(levels[1:]):
+        if not isinstance(parent, nn.Sequential):
+            raise MethodError(f"The network after {path!r} cannot be run on its own: {child!r} "
+                              "sits in a module that is not a sequence of layers.")
+        names = list(parent._modules)
+        rest += [parent._modules[name] for name in names[names.index(child) + 1:]]
+    return nn.Sequential(*rest, net.head)
+
+
+def frozen_forward(module: nn.Module, *inputs: Tensor) -> Tensor:
+    """``module(*inputs)`` with a frozen copy of its current weights: every parameter detached
+    (no gradient reaches it and it is in no optimizer's way) and every buffer cloned (batch-norm
+    statistics of the live layers untouched), as a deep copy made at this step would run; the
+    gradient still flows to the inputs."""
+    state = {name: value.detach() for name, value in module.named_parameters()}
+    state.update({name: value.clone() for name, value in module.named_buffers()})
+    return torch.func.functional_call(module, state, inputs)

@@ -3,7 +3,9 @@
 With ``f_k(x, y)`` the head's output and ``w_k^c`` the linear weights, the class score is
 ``S_c = sum_k w_k^c * pool_{x,y} f_k(x, y) + b_c`` and the class activation map is
 ``M_c(x, y) = sum_k w_k^c * f_k(x, y)``. With GAP, ``S_c = mean(M_c) + b_c`` exactly, so one
-forward pass gives both the classification and the maps.
+forward pass gives both the classification and the maps. The other poolings
+(:mod:`camexp.models.layers`: GMP, log-sum-exp, WILDCAT) define their scores and maps in the
+same terms.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from camexp.core.errors import WeightsError
 from camexp.models.backbones import BACKBONES, Point
-from camexp.models.layers import GlobalPool, Pool, head_convs
+from camexp.models.layers import GlobalPool, Pool, head_convs, make_pool
 from camexp.models.weights import download_imagenet_state_dict, load_trunk_state, read_state_dict
 
 
@@ -66,7 +67,10 @@ class CAMNet(nn.Module):
     Args:
         arch: trunk name, a key of ``camexp.models.backbones.BACKBONES``.
         num_classes: output classes.
-        pool: ``"gap"`` (CAM) or ``"gmp"`` (Oquab et al.'s global max pooling).
+        pool: ``"gap"`` (CAM), ``"gmp"`` (Oquab et al.'s global max pooling), ``"lse"``
+            (log-sum-exp) or ``"wildcat"`` (:mod:`camexp.models.layers`), or a built pooling.
+        pool_settings: the ``model.pool_*`` settings of the pooling (``pool_r``, ``pool_maps``,
+            ``pool_k_max``, ``pool_k_min``, ``pool_alpha``); missing ones take their defaults.
         head_num_convs: conv 3x3 layers added on the trunk (1 in the paper; 3 gives AlexNet*,
             0 pools the trunk's maps directly as the field's ResNet50).
         head_width: units of each added conv (1024 in the paper).
@@ -83,7 +87,8 @@ class CAMNet(nn.Module):
         self,
         arch: str,
         num_classes: int,
-        pool: Pool = "gap",
+        pool: Pool | GlobalPool = "gap",
+        pool_settings: Mapping[str, object] | None = None,
         head_num_convs: int = 1,
         head_width: int = 1024,
         pretrained: bool = False,
@@ -104,8 +109,11 @@ class CAMNet(nn.Module):
         self.trunk_points = _checked_points(arch, spec.points, self.trunk)
         self.head = head_convs(spec.out_channels, head_num_convs, head_width)
         self.head_channels = head_width if head_num_convs else spec.out_channels
-        self.pool = GlobalPool(pool)
-        self.classifier = nn.Linear(head_width if head_num_convs else spec.out_channels, num_classes)
+        self.pool = pool if isinstance(pool, GlobalPool) else make_pool(pool, **(pool_settings or {}))
+        self.num_classes = num_classes
+        # WILDCAT's classifier gives several maps per class
+        self.classifier = nn.Linear(head_width if head_num_convs else spec.out_channels,
+                                    num_classes * self.pool.maps_per_class)
         nn.init.normal_(self.classifier.weight, 0.0, 0.01)
         nn.init.zeros_(self.classifier.bias)
         self.method.edit(self)
@@ -136,11 +144,12 @@ class CAMNet(nn.Module):
         return self.head(self.trunk(images))
 
     def classify(self, features: Tensor) -> Tensor:
-        """(B, C, h, w) -> (B, num_classes) logits."""
-        return self.classifier(self.pool(features))
+        """(B, C, h, w) -> (B, num_classes) logits, by the model's pooling."""
+        return self.pool(features, self.classifier)
 
     def cams(self, features: Tensor, classes: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-        """Class activation maps ``M_c = sum_k w_k^c f_k`` (no bias, no ReLU, not normalized).
+        """Class activation maps ``M_c = sum_k w_k^c f_k`` (no bias, no ReLU, not normalized),
+        as the pooling defines them (WILDCAT: the mean of the class's maps).
 
         Args:
             features: (B, C, h, w) from :meth:`features`.
@@ -151,8 +160,7 @@ class CAMNet(nn.Module):
         """
         if classes.dim() == 1:
             classes = classes[:, None]
-        weights = self.classifier.weight[classes]  # (B, K, C)
-        maps = torch.einsum("bkc,bchw->bkhw", weights, features)
+        maps = self.pool.class_maps(features, self.classifier, classes)
         if size is not None:
             maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
         return maps

@@ -27,7 +27,7 @@ from camexp.data.samplers import sample_seed
 from camexp.data.transforms import normalize_images
 from camexp.methods.base import Method
 from camexp.methods.cam import CAM
-from camexp.models import CAMNet
+from camexp.models import POOL_SETTINGS, CAMNet
 from camexp.modules.acceleration import (
     batch_to_channels_last,
     compile_errors,
@@ -59,10 +59,14 @@ def build_method(config: Mapping[str, Any] | None) -> Method:
 
 
 class CAMClassifier(L.LightningModule):
-    """Training of a GAP (or GMP) classifier by a WSOL method; logs ``stage/metric`` names.
+    """Training of a CAM classifier (GAP, GMP, LSE or WILDCAT pooling) by a WSOL method; logs
+    ``stage/metric`` names.
 
     Args:
         arch, num_classes, pool, pretrained, weights_path: see :class:`CAMNet`.
+        pool_r, pool_maps, pool_k_max, pool_k_min, pool_alpha: the pooling's settings
+            (log-sum-exp's ``r``; WILDCAT's maps per class, ``k_max``, ``k_min``, ``alpha``:
+            :mod:`camexp.models.layers`); the other poolings ignore them.
         head: ``{"num_convs": int, "width": int}``, the layers added on the trunk.
         optim: ``{"lr", "momentum", "nesterov", "weight_decay", "head_lr_mult"}``.
         scheduler: ``{"name": "step"|"cosine"|"none", "step_size": epochs, "gamma": float}``.
@@ -78,6 +82,11 @@ class CAMClassifier(L.LightningModule):
         arch: str,
         num_classes: int,
         pool: str = "gap",
+        pool_r: float = POOL_SETTINGS["pool_r"],
+        pool_maps: int = POOL_SETTINGS["pool_maps"],
+        pool_k_max: float = POOL_SETTINGS["pool_k_max"],
+        pool_k_min: float = POOL_SETTINGS["pool_k_min"],
+        pool_alpha: float = POOL_SETTINGS["pool_alpha"],
         head: dict[str, int] | None = None,
         pretrained: bool = False,
         weights_path: str | None = None,
@@ -101,8 +110,10 @@ class CAMClassifier(L.LightningModule):
             raise ValueError(
                 f"model.scheduler.name={self.scheduler['name']!r}; use one of {SCHEDULERS}."
             )
+        pool_settings = {"pool_r": pool_r, "pool_maps": pool_maps, "pool_k_max": pool_k_max,
+                         "pool_k_min": pool_k_min, "pool_alpha": pool_alpha}
         self.net = CAMNet(
-            arch, num_classes, pool=pool, head_num_convs=head["num_convs"],
+            arch, num_classes, pool=pool, pool_settings=pool_settings, head_num_convs=head["num_convs"],
             head_width=head["width"], pretrained=pretrained, weights_path=weights_path,
             method=self.method,
         )

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from camexp.report.collect import Run, derived_metrics
-from camexp.report.published import PaperRow
+from camexp.report.published import BOX_RULE_METRICS, PaperRow, same_box_rule, scored_box_rule
 
+# shown beside the rows scored with a paper's own box rule (none of them publishes it)
+FIELD_METRIC = "test/MaxBoxAccV2"
 FIELDS = ("table", "row", "preset", "metric", "paper", "ours", "diff", "run", "status", "overrides",
           "test_evaluations")
 
@@ -27,15 +29,20 @@ def report_lines(runs: Sequence[Run], published: Sequence[PaperRow],
     seen: set[tuple[str, str]] = set()
     for run in runs:
         numbers = derived_metrics(run.metrics) if run.metrics is not None else None
+        rule = scored_box_rule(run)
         for paper_row in run.paper:
             seen.add((paper_row.table, paper_row.row))
-            for metric, paper_value in paper_row.metrics.items():
+            same_rule = paper_row.box is None or same_box_rule(paper_row.box, rule)
+            for metric, paper_value in _with_field_metrics(paper_row):
                 ours = numbers.get(metric) if numbers is not None else None
                 status = run.status if numbers is None else "ok" if ours is not None else "no metric"
+                if metric in BOX_RULE_METRICS and not same_rule and numbers is not None:
+                    ours, status = None, "other box rule"
                 lines.append({
                     "table": paper_row.table, "row": paper_row.row, "preset": run.preset or "",
                     "metric": metric, "paper": paper_value, "ours": ours,
-                    "diff": None if ours is None else ours - paper_value, "run": run.run_id,
+                    "diff": None if ours is None or paper_value is None else ours - paper_value,
+                    "run": run.run_id,
                     "status": status, "overrides": " ".join(run.overrides),
                     "test_evaluations": run.test_evaluations if metric.startswith("test/") else None,
                 })
@@ -54,6 +61,15 @@ def report_lines(runs: Sequence[Run], published: Sequence[PaperRow],
                           "test_evaluations": None})
     order = {table: i for i, table in enumerate(_table_order(lines))}
     return sorted(lines, key=lambda line: order[line["table"]])
+
+def _with_field_metrics(paper_row: PaperRow) -> list[tuple[str, float | None]]:
+    """The row's published metrics and, for a row scored with its own box rule, the field's
+    MaxBoxAccV2 beside them (no published value: shown as ours only)."""
+    pairs: list[tuple[str, float | None]] = list(paper_row.metrics.items())
+    if paper_row.box is not None and FIELD_METRIC not in paper_row.metrics:
+        pairs.append((FIELD_METRIC, None))
+    return pairs
+
 
 def _mark_varying_overrides(lines: list[dict[str, Any]]) -> None:
     """Set each line's ``varies``: the overrides of its run that the other runs of the same paper
@@ -99,7 +115,8 @@ def write_markdown(lines: Sequence[dict[str, Any]], path: Path, source: Path,
             tests = r.get("test_evaluations")
             shown = "" if r["ours"] is None or tests is None else str(tests)
             run = f"`{r['run']}`" + (f" ({r['varies']})" if r["varies"] else "") if r["run"] else ""
-            out.append(f"| {r['row']} | {r['preset']} | {r['metric']} | {_fmt(r['paper'])} | "
+            paper = _fmt(r["paper"]) or ("not published" if r["run"] else "")
+            out.append(f"| {r['row']} | {r['preset']} | {r['metric']} | {paper} | "
                        f"{_fmt(r['ours'])} | {_fmt(r['diff'])} | {shown} | {run} | {r['status']} |")
         out.append("")
     path.write_text("\n".join(out))
@@ -130,7 +147,8 @@ def write_plots(lines: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
                   for r in rows]
         x = range(len(rows))
         figure, axes = plt.subplots(figsize=(max(4.0, 1.3 * len(rows) + 1.5), 4.5))
-        axes.bar([i - 0.2 for i in x], [r["paper"] for r in rows], 0.4, label="paper", color="#999999")
+        axes.bar([i - 0.2 for i in x], [r["paper"] if r["paper"] is not None else 0.0 for r in rows], 0.4,
+                 label="paper", color="#999999")
         axes.bar([i + 0.2 for i in x], [r["ours"] if r["ours"] is not None else 0.0 for r in rows],
                  0.4, label="ours", color="#1f77b4")
         for i, r in zip(x, rows, strict=True):

@@ -9,6 +9,9 @@ and localization settings. ``+paper_preset=<recipe>`` on a run names the rows of
 instead. The field's rows (source ``choe2020``) take only training runs under the field's
 protocol, as the field's table does (:func:`camexp.report.field_table.off_protocol` lists
 the settings that decide it).
+
+A row with its own box rule (``box``) compares its top-1 / top-5 / GT-known localization only
+with a run scored under the same rule (``localization.box_rule``, :func:`same_box_rule`).
 """
 
 from __future__ import annotations
@@ -157,3 +160,35 @@ def attach_published(runs: Sequence[Run], rows: Sequence[PaperRow]) -> None:
         train_dir = training_run_folder(ckpt) if ckpt else None
         if not run.preset and train_dir and (train_dir / ".hydra" / "config.yaml").is_file():
             run.preset = read_run(train_dir, train_dir).preset
+
+
+# the metrics a row's own box rule decides (the others, such as its classification, do not)
+BOX_RULE_METRICS = ("test/top1_loc", "test/top5_loc", "test/gt_known_loc")
+# what a run's box rule means where a key is left out (camexp.localization.box_rule.BoxRule)
+BOX_RULE_DEFAULTS = {"iou": 0.5, "resize": "bicubic", "gt_known_map": "ground_truth"}
+
+
+def scored_box_rule(run: Run) -> dict[str, Any] | None:
+    """The box rule a run's maps were scored with: its ``run_settings.yaml`` (what train and
+    eval used, an eval run's taken from its training run), else its config; None: none."""
+    from camexp.runs.info import SETTINGS_FILE
+
+    settings_file = run.path / SETTINGS_FILE
+    localization = None
+    if settings_file.is_file():
+        try:
+            localization = (yaml.safe_load(settings_file.read_text()) or {}).get("localization")
+        except yaml.YAMLError:
+            localization = None
+    if not isinstance(localization, dict):
+        localization = run.config.get("localization") or {}
+    rule = localization.get("box_rule")
+    return {**BOX_RULE_DEFAULTS, **rule} if isinstance(rule, dict) else None
+
+
+def same_box_rule(stated: dict[str, Any], scored: dict[str, Any] | None) -> bool:
+    """Whether a run scored with ``scored`` applies a row's rule ``stated`` (every key the row
+    states, null keys being unknown and matching anything)."""
+    if scored is None:
+        return False
+    return all(value is None or _same(value, scored.get(key)) for key, value in stated.items())
