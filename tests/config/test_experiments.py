@@ -85,6 +85,8 @@ SETTINGS = {
     "synthetic_gmp": ("tinynet_gap", "synthetic", "gmp", "cam"),
     "synthetic_pooling_gap": ("tinynet_gap", "synthetic", "gap", "cam"),
     "synthetic_pooling_gmp": ("tinynet_gap", "synthetic", "gmp", "cam"),
+    "synthetic_pooling_lse": ("tinynet_gap", "synthetic", "lse", "cam"),
+    "synthetic_pooling_wildcat": ("tinynet_gap", "synthetic", "wildcat", "cam"),
     **{f"bas_{data}_{back}": (model, data, "gap", "cam")
        for data in ("cub", "imagenet")
        for back, model in (("vgg16", "vgg_gap"), ("resnet50", "resnet50_gap"), ("inceptionv3", "inceptionv3_gap"))},

@@ -50,4 +50,4 @@ def test_the_rows_own_rule_is_compared_only_with_a_run_scored_under_it(tmp_path:
         assert found["test/top1_loc"]["ours"] is None and found["test/MaxBoxAccV2"]["ours"] == 66.5
     report = (tmp_path / "runs" / "report" / "report.md").read_text()
     assert "| BAS ResNet50 | bas_cub_resnet50 | test/MaxBoxAccV2 | not published | 66.50 |" in report
-    assert "| BAS ResNet50 | bas_cub_resnet50 | test/top1_loc | 77.25 | 70.25 | -7.00 | `same` | ok |" in report
+    assert "| BAS ResNet50 | bas_cub_resnet50 | test/top1_loc | 77.25 | 70.25 | -7.00 |  | `same` | ok |" in report
