@@ -16,26 +16,29 @@ from camexp.runs.settings import apply_training_settings
 from camexp.runs.start import start_run
 
 TORCHVISION_TARGET = "camexp.modules.torchvision_classifier.TorchvisionClassifier"
+# classifiers evaluated as they are (no checkpoint): model=torchvision, model=timm
+AS_THEY_ARE = (TORCHVISION_TARGET, "camexp.modules.timm_classifier.TimmClassifier")
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
     """Test the checkpoint's model (its own hyper-parameters) on the test split of the data it was
     trained on (the training run's data and localization settings, unless overridden);
-    with ``model=torchvision``, torchvision's classifier as it is (no checkpoint)."""
-    if cfg.get("model") is not None and cfg.model.get("_target_") == TORCHVISION_TARGET:
+    with ``model=torchvision`` or ``model=timm``, that library's classifier as it is (no
+    checkpoint)."""
+    if cfg.get("model") is not None and cfg.model.get("_target_") in AS_THEY_ARE:
         datamodule = prepare_data(cfg)
-        from camexp.modules.torchvision_classifier import TorchvisionClassifier
+        from hydra.utils import get_class
 
         options = OmegaConf.to_container(cfg.model, resolve=True)
-        options.pop("_target_")
-        model = TorchvisionClassifier(**options)  # not hydra's instantiate: errors stay UserErrors
+        classifier = get_class(options.pop("_target_"))
+        model = classifier(**options)  # not hydra's instantiate: errors stay UserErrors
         trainer = build_trainer(cfg)
         trainer.test(model, datamodule=datamodule)
         return finish_run(trainer, trainer.callback_metrics, cfg.paths.output_dir)
     if cfg.get("ckpt_path") is None:
         raise UserError(
             "camexp.eval needs ckpt_path=<run>/checkpoints/last.ckpt (a camexp.train checkpoint), "
-            "or model=torchvision model.name=<torchvision classifier> to test one of torchvision's."
+            "or model=torchvision|timm model.name=<classifier> to test one of torchvision's or timm's."
         )
     ckpt_path = Path(cfg.ckpt_path).expanduser()
     if not ckpt_path.is_file():

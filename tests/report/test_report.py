@@ -239,7 +239,9 @@ def test_all_lists_the_recipes_of_the_method_rows(tmp_path: Path) -> None:
     has = _line(lines, "CUB MaxBoxAccV2", "HaS VGG16", "test/MaxBoxAccV2")
     assert (has["preset"], has["paper"], has["status"]) == ("wsol_cub_vgg16 method=has", 63.7, "missing")
     # rows without a recipe (the centre baseline, methods camexp does not have) are not listed
-    assert not [x for x in lines if x["row"] == "Centre baseline" or "since 2021" in x["table"]]
+    assert not [x for x in lines if x["row"] == "Centre baseline" or x["row"].startswith("BAS")]
+    sat = _line(lines, "CUB since 2021", "SAT DeiT-S", "test/gt_known_loc")
+    assert (sat["preset"], sat["paper"], sat["status"]) == ("transformer_cub_deit_small method=sat", 98.45, "missing")
 
 
 @pytest.mark.parametrize(("row", "match"), [

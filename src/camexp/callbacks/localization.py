@@ -10,7 +10,8 @@ callback asks the same source for its images' maps, so it draws the maps scored 
 Logged per stage (``val/...``, ``test/...``): ``MaxBoxAcc`` and its best threshold,
 ``MaxBoxAccV2`` with ``_IoU30/50/70`` and their best thresholds, the paper's
 ``loc_top1_err``, ``loc_top5_err`` and ``loc_gt_known`` at a fixed fraction of the maximum,
-``PxAP`` when the batches carry masks, and ``MaxBoxAccV2_center_baseline`` (with masks also
+with ``box_rule`` a later paper's own rule's ``top1_loc``, ``top5_loc`` and ``gt_known_loc``
+(accuracies), ``PxAP`` when the batches carry masks, and ``MaxBoxAccV2_center_baseline`` (with masks also
 ``PxAP_center_baseline``: the field's centre baseline, an isotropic Gaussian centred on every
 image, scored by the same metric). The accuracy-versus-threshold
 curve is written as CSV and PNG under ``output_dir`` and logged to the logger.
@@ -56,6 +57,10 @@ class CAMLocalization(L.Callback):
             (None: the network's default).
         relu, aug_smooth, eigen_smooth: post-hoc methods: the library's options.
         posthoc_batch_size: forward passes per chunk of Score-CAM and Ablation-CAM.
+        rollout_head_fusion, rollout_discard: attention rollout's head fusion (mean, max) and
+            discarded fraction (:mod:`camexp.maps.rollout`).
+        box_rule: a later paper's own box rule, scored beside the 2016 paper's: ``{rule,
+            threshold, resize, gt_known_map, iou}`` (docs/protocol.md); None: none.
     """
 
     def __init__(
@@ -73,15 +78,23 @@ class CAMLocalization(L.Callback):
         aug_smooth: bool = False,
         eigen_smooth: bool = False,
         posthoc_batch_size: int = 32,
+        box_rule: dict[str, Any] | None = None,
+        rollout_head_fusion: str = "mean",
+        rollout_discard: float = 0.0,
     ) -> None:
         self.source = map_source(method, MapSettings(target_layer, relu, aug_smooth, eigen_smooth,
-                                                     posthoc_batch_size))
+                                                     posthoc_batch_size, rollout_head_fusion,
+                                                     rollout_discard))
         self.output_dir = Path(output_dir)
         self.method = method
         self.settings = {"cam_curve_interval": cam_curve_interval}
         self.iou_thresholds = tuple(float(t) for t in iou_thresholds)
         self.multi_contour = multi_contour
         self.paper = {"fraction": paper_fraction, "iou_threshold": paper_iou}
+        self.box_rule = None if box_rule is None else {
+            "fraction": box_rule["threshold"], "iou_threshold": box_rule.get("iou", 0.5),
+            "rule": box_rule["rule"], "resize": box_rule.get("resize", "bicubic"),
+            "gt_known_map": box_rule.get("gt_known_map", "ground_truth"), "accuracies": True}
         self.center_baseline = center_baseline
         self.metrics: dict[str, dict[str, Any]] = {}
         self.results: dict[str, dict[str, float]] = {}
@@ -96,6 +109,8 @@ class CAMLocalization(L.Callback):
             "paper": PaperLocalization(image_size=size, **self.paper),
             "pxap": PxAP(self.settings["cam_curve_interval"], image_size=size),
         }
+        if self.box_rule is not None:
+            metrics["own"] = PaperLocalization(image_size=size, **self.box_rule)
         if self.center_baseline:
             metrics["center"] = MaxBoxAccV2(self.iou_thresholds, self.multi_contour,
                                             image_size=size, **self.settings)
@@ -114,7 +129,8 @@ class CAMLocalization(L.Callback):
         gt_maps, top_maps = maps[:, 0], maps[:, 1:]
         boxes, num_boxes = batch["boxes"], batch["num_boxes"]
         metrics["v2"].update(gt_maps, boxes, num_boxes)
-        metrics["paper"].update(gt_maps, top, batch["label"], boxes, num_boxes, topk_maps=top_maps)
+        for name in ("paper", "own") if "own" in metrics else ("paper",):
+            metrics[name].update(gt_maps, top, batch["label"], boxes, num_boxes, topk_maps=top_maps)
         if self.use_masks:
             metrics["pxap"].update(gt_maps, batch["mask"] > 127, batch.get("ignore"))
         if self.center_baseline:
@@ -130,7 +146,7 @@ class CAMLocalization(L.Callback):
             return
         # compute() syncs the states of all DDP processes: every rank must call it
         results: dict[str, float] = {}
-        for name in ("v2", "paper"):
+        for name in ("v2", "paper", "own") if "own" in metrics else ("v2", "paper"):
             results.update({k: float(v) for k, v in metrics[name].compute().items()})
         if self.use_masks:
             results.update({k: float(v) for k, v in metrics["pxap"].compute().items()})

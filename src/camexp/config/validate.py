@@ -8,15 +8,17 @@ from camexp.core.errors import ConfigError, UserError
 from camexp.core.values import check_choice, check_count, check_flag, check_fraction, check_positive
 from camexp.models import BACKBONES, POOLS
 from camexp.modules.cam_classifier import SCHEDULERS
+from camexp.modules.optimizers import OPTIMIZERS
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first disallowed value in the model and data groups."""
     model = cfg.get("model")
-    if model is not None and "arch" not in model and "name" in model:  # model=torchvision
-        from camexp.modules.torchvision_classifier import classification_models
+    if model is not None and "arch" not in model and "name" in model:  # model=torchvision|timm
+        from hydra.utils import get_class
 
-        check_choice("model.name", model.get("name"), ConfigError, classification_models())
+        check_choice("model.name", model.get("name"), ConfigError,
+                     get_class(model._target_).model_names())
         check_positive("model.num_classes", model.get("num_classes"), ConfigError)
     elif model is not None:
         check_choice("model.arch", model.get("arch"), ConfigError, BACKBONES)
@@ -26,6 +28,8 @@ def validate(cfg: DictConfig) -> None:
         check_positive("model.head.width", model.head.get("width"), ConfigError)
         check_count("model.head.num_convs", model.head.get("num_convs"), ConfigError)
         check_choice("model.scheduler.name", model.scheduler.get("name"), ConfigError, SCHEDULERS)
+        _check_optimization(model)
+        _check_backbone(model, cfg.get("data"))
         for key in ("channels_last", "compile"):
             check_flag(f"model.{key}", model.get(key, False), ConfigError)
         if model.get("pretrained") and BACKBONES[model.arch].imagenet_weights is None:
@@ -54,6 +58,48 @@ def validate(cfg: DictConfig) -> None:
             check_positive("data.eval_batch_size", data.get("eval_batch_size"), ConfigError)
         _check_crop(data)
     check_added_keys(cfg)
+
+
+def _check_optimization(model: DictConfig) -> None:
+    """The optimizer's name and a multi-step schedule's milestones."""
+    optim = model.get("optim") or {}
+    check_choice("model.optim.name", optim.get("name", "sgd"), ConfigError, OPTIMIZERS)
+    if model.scheduler.get("name") == "multistep":
+        milestones = model.scheduler.get("milestones")
+        if not milestones or any(not isinstance(m, int) or isinstance(m, bool) or m < 0
+                                 for m in milestones):
+            raise ConfigError(
+                f"model.scheduler.milestones={OmegaConf.to_container(milestones) if milestones else milestones!r}: "
+                "model.scheduler.name=multistep needs a list of epochs (integers >= 0) at which "
+                "the learning rate is multiplied by gamma, e.g. [10,12]."
+            )
+
+
+def _check_backbone(model: DictConfig, data: DictConfig | None) -> None:
+    """``model.backbone``'s keys are the backbone's own settings; a transformer's ``img_size``
+    is the data's crop and evaluation size."""
+    from camexp.models.networks import backbone_settings
+
+    backbone = model.get("backbone") or {}
+    accepted = backbone_settings(model.arch)
+    for key in backbone:
+        if key not in accepted:
+            raise ConfigError(
+                f"model.backbone.{key} is not a setting of model.arch={model.arch!r}; its backbone "
+                f"settings are {accepted or 'none'} (transformers take img_size and drop_path)."
+            )
+    size = backbone.get("img_size")
+    if size is None or data is None:
+        return
+    check_positive("model.backbone.img_size", size, ConfigError)
+    eval_size = list(data.get("eval_size") or [])
+    if data.get("crop_size") != size or eval_size != [size, size]:
+        raise ConfigError(
+            f"model.backbone.img_size={size} but data.crop_size={data.get('crop_size')} and "
+            f"data.eval_size={eval_size}: a transformer sees one square size (its position "
+            f"embeddings have one entry per patch). Set data.crop_size={size} and "
+            f"data.eval_size=[{size},{size}] (or model.backbone.img_size to your crop)."
+        )
 
 
 def _check_method(method: DictConfig, arch: str) -> None:
@@ -180,12 +226,44 @@ def _check_localization(localization: DictConfig) -> None:
             check_flag(f"localization.{key}", localization.get(key), ConfigError)
     if "posthoc_batch_size" in localization:
         check_positive("localization.posthoc_batch_size", localization.get("posthoc_batch_size"), ConfigError)
+    _check_box_rule(localization.get("box_rule"))
+    if "rollout_head_fusion" in localization:
+        from camexp.maps.rollout import HEAD_FUSIONS
+
+        check_choice("localization.rollout_head_fusion", localization.get("rollout_head_fusion"),
+                     ConfigError, HEAD_FUSIONS)
+    if "rollout_discard" in localization:
+        check_fraction("localization.rollout_discard", localization.get("rollout_discard"),
+                       ConfigError, high_open=True)
     for iou in localization.get("iou_thresholds") or []:
         if not isinstance(iou, (int, float)) or not 1 <= iou <= 100:
             raise ConfigError(
                 f"localization.iou_thresholds contains {iou!r}; IoU thresholds are percentages "
                 "in [1, 100] (not fractions), e.g. [30, 50, 70]."
             )
+
+
+def _check_box_rule(rule: DictConfig | None) -> None:
+    """``localization.box_rule``: null, or a later paper's rule with known settings."""
+    if rule is None:
+        return
+    from camexp.localization.boxes import BOX_RULES
+    from camexp.localization.maps import INTERPOLATIONS
+    from camexp.localization.metrics import GT_KNOWN_MAPS
+
+    if not isinstance(rule, DictConfig):
+        raise ConfigError(f"localization.box_rule={rule!r} must be null or a mapping {{rule, threshold, "
+                          "resize, gt_known_map, iou}} (docs/protocol.md).")
+    unknown = sorted(set(rule) - {"rule", "threshold", "resize", "gt_known_map", "iou"})
+    if unknown:
+        raise ConfigError(f"localization.box_rule has unknown keys {unknown}; it takes rule, threshold, "
+                          "resize, gt_known_map and iou.")
+    check_choice("localization.box_rule.rule", rule.get("rule"), ConfigError, BOX_RULES)
+    check_fraction("localization.box_rule.threshold", rule.get("threshold"), ConfigError, high_open=True)
+    check_choice("localization.box_rule.resize", rule.get("resize", "bicubic"), ConfigError, INTERPOLATIONS)
+    check_choice("localization.box_rule.gt_known_map", rule.get("gt_known_map", "ground_truth"),
+                 ConfigError, GT_KNOWN_MAPS)
+    check_fraction("localization.box_rule.iou", rule.get("iou", 0.5), ConfigError, low_open=True)
 
 
 def _check_batch_over_devices(batch_size: int, trainer: DictConfig | None) -> None:

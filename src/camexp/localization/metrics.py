@@ -33,10 +33,10 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from camexp.localization.box_accuracy import BoxAccuracy
-from camexp.localization.boxes import check_boxes, paper_box
+from camexp.localization.boxes import BOX_RULES, check_boxes
 from camexp.localization.fast import box_sweep_counts
 from camexp.localization.iou import box_iou
-from camexp.localization.maps import as_size, cam_thresholds, normalize_map
+from camexp.localization.maps import INTERPOLATIONS, as_size, cam_thresholds, normalize_map
 from camexp.localization.pxap import (
     pxap_bin_edges,
     pxap_curve,
@@ -44,7 +44,11 @@ from camexp.localization.pxap import (
     pxap_histograms,
 )
 
-__all__ = ["MaxBoxAcc", "MaxBoxAccV2", "PaperLocalization", "PxAP"]
+__all__ = ["GT_KNOWN_MAPS", "MaxBoxAcc", "MaxBoxAccV2", "PaperLocalization", "PxAP"]
+
+# which map a paper's GT-known accuracy boxes: the ground-truth class's (the 2016 paper's), or
+# the top-1 predicted class's (SCM's code)
+GT_KNOWN_MAPS = ("ground_truth", "top1_prediction")
 
 
 def _maps_numpy(maps: Tensor, name: str = "maps") -> np.ndarray:
@@ -268,6 +272,14 @@ class PaperLocalization(Metric):
     map, so ``topk_maps`` is optional: without it, the label's box is the ``gt_maps`` box.
 
     ``compute()`` returns ``{"loc_top1_err": %, "loc_top5_err": %, "loc_gt_known": %}``.
+
+    A later paper's own rule (``localization.box_rule``) is the same count with other settings:
+    ``rule`` (``largest_component``, above; ``largest_contour``: TS-CAM's,
+    :func:`~camexp.localization.boxes.largest_contour_box`), ``resize`` (``bicubic``, the field's;
+    ``bilinear``) and ``gt_known_map`` (``ground_truth``; ``top1_prediction``: the top-1
+    predicted class's map, as SCM's code scores GT-known, which needs ``topk_maps``); with
+    ``accuracies=True`` it returns ``{"top1_loc", "top5_loc", "gt_known_loc"}`` (accuracies, %),
+    as those papers report.
     """
 
     full_state_update = False
@@ -284,17 +296,29 @@ class PaperLocalization(Metric):
         fraction: float = 0.2,
         iou_threshold: float = 0.5,
         image_size: int | Sequence[int] = (224, 224),
+        rule: str = "largest_component",
+        resize: str = "bicubic",
+        gt_known_map: str = "ground_truth",
+        accuracies: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.fraction = float(fraction)
         self.iou_threshold = float(iou_threshold)
         self.image_size = as_size(image_size)
+        for name, value, allowed in (("rule", rule, BOX_RULES), ("resize", resize, INTERPOLATIONS),
+                                     ("gt_known_map", gt_known_map, GT_KNOWN_MAPS)):
+            if value not in allowed:
+                raise ValueError(f"{name}={value!r}; use one of {sorted(allowed)}.")
+        self.box = BOX_RULES[rule]
+        self.resize = resize
+        self.gt_known_map = gt_known_map
+        self.accuracies = bool(accuracies)
         for state in ("top1_correct", "top5_correct", "gt_known_correct", "num_images"):
             self.add_state(state, default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
     def _box_correct(self, raw_map: np.ndarray, gt: np.ndarray) -> bool:
-        box = paper_box(normalize_map(raw_map, self.image_size), self.fraction)
+        box = self.box(normalize_map(raw_map, self.image_size, self.resize), self.fraction)
         return bool(box_iou(box[None, :], gt).max() >= self.iou_threshold)
 
     def update(
@@ -327,12 +351,19 @@ class PaperLocalization(Metric):
         if targets.shape[0] != batch:
             raise ValueError(f"labels must have shape ({batch},); got {tuple(targets.shape)}.")
         extra = None if topk_maps is None else torch.as_tensor(topk_maps).detach()
+        if self.gt_known_map == "top1_prediction" and extra is None:
+            raise ValueError("gt_known_map='top1_prediction' needs topk_maps (the predicted classes' maps).")
         top1 = top5 = gt_known = count = 0
         for b in range(batch):
             if not keep[b]:
                 continue
             gt = _gt_boxes(boxes, num_boxes, b, self.image_size)
             known = self._box_correct(raw[b], gt)
+            if self.gt_known_map == "top1_prediction":
+                predicted = bool(classes[b, 0] == targets[b])
+                known_map = known if predicted else self._box_correct(_maps_numpy(extra[b, :1])[0], gt)
+            else:
+                known_map = known
             ranks = np.flatnonzero(classes[b] == targets[b])
             if ranks.size:
                 rank = int(ranks[0])
@@ -342,7 +373,7 @@ class PaperLocalization(Metric):
                     hit = self._box_correct(_maps_numpy(extra[b, rank : rank + 1])[0], gt)
                 top1 += int(hit and rank == 0)
                 top5 += int(hit)
-            gt_known += int(known)
+            gt_known += int(known_map)
             count += 1
         self.top1_correct += top1
         self.top5_correct += top5
@@ -354,6 +385,11 @@ class PaperLocalization(Metric):
         n = int(self.num_images)
         if n == 0:
             raise ValueError("PaperLocalization.compute() called before any sample was counted.")
+        if self.accuracies:
+            values = {"top1_loc": 100.0 * int(self.top1_correct) / n,
+                      "top5_loc": 100.0 * int(self.top5_correct) / n,
+                      "gt_known_loc": 100.0 * int(self.gt_known_correct) / n}
+            return {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in values.items()}
         values = {
             "loc_top1_err": 100.0 - 100.0 * int(self.top1_correct) / n,
             "loc_top5_err": 100.0 - 100.0 * int(self.top5_correct) / n,

@@ -30,8 +30,14 @@ each forward pass (:class:`FeatureTaps`), or reads the module (:func:`module_at`
 backbone of a known family therefore only declares its points; a method that needs a kind of
 place no backbone declares yet adds the name to the backbones' vocabulary, not a path here
 (a transformer's blocks, say, for a method that edits named blocks). A method that needs more
-than a place (the block attentions, the rest of the network run from a point) gets one more
-hook here, with a default, rather than a branch on the backbone.
+than a place (the rest of the network run from a point) gets one more hook here, with a
+default, rather than a branch on the backbone.
+
+Transformer backbones declare their blocks (``tokens``, ``block1`` ... ``blockN``, ``block-1``
+for the last, ``block<n>.attention``; :meth:`Method.blocks` lists them in order): TS-CAM and SCM
+read every block's attention weights through :class:`~camexp.models.attention.AttentionTaps` on
+the ``.attention`` points, and SAT appends its token at ``tokens`` and gates the attention of
+``block-3`` ... ``block-1``, as ADL inserts its layers after its points.
 """
 
 from __future__ import annotations
@@ -79,9 +85,9 @@ class Method:
                                if spec.family in self.placements)
             raise MethodError(
                 f"method={self.name} defines its layer placements for model.arch in "
-                f"{supported}, not for {arch!r} (docs/methods.md states them "
-                f"for VGG16, ResNet50 and InceptionV3). Pick one of those models, or another "
-                "method (cam, has and cutmix run on every backbone)."
+                f"{supported}, not for {arch!r} (docs/methods.md states each method's "
+                "placements). Pick one of those models, or another method (cam, has and cutmix "
+                "run on every backbone)."
             )
 
     def placement(self, arch: str) -> Any:
@@ -104,6 +110,18 @@ class Method:
             f"method={self.name} places a layer at point {name!r}, which model.arch={net.arch!r} "
             f"does not declare (it declares {sorted(points)})."
         )
+
+    def blocks(self, net: CAMNet) -> list[str]:
+        """The names of the network's blocks in the order they run, ``block1`` ... ``blockN``
+        (the points a transformer backbone declares, :mod:`camexp.models.backbones`)."""
+        points = net.points()
+        count = 0
+        while f"block{count + 1}" in points:
+            count += 1
+        if not count:
+            raise MethodError(f"method={self.name} works on a transformer's blocks; model.arch="
+                              f"{net.arch!r} declares none.")
+        return [f"block{number}" for number in range(1, count + 1)]
 
     def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]:
         """The (number of 3x3 convs, width) of the head on the trunk; the model's by default."""

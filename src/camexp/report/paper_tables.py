@@ -15,6 +15,9 @@ from camexp.report.published import PaperRow
 
 FIELDS = ("table", "row", "preset", "metric", "paper", "ours", "diff", "run", "status", "overrides",
           "test_evaluations")
+# camexp's metrics shown beside the numbers of a row scored with its paper's own box rule
+# (those papers publish neither): status "camexp only", no paper number
+BESIDE_OWN_RULE = ("test/MaxBoxAccV2", "test/PxAP")
 
 def _fmt(value: float | None) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
@@ -29,13 +32,18 @@ def report_lines(runs: Sequence[Run], published: Sequence[PaperRow],
         numbers = derived_metrics(run.metrics) if run.metrics is not None else None
         for paper_row in run.paper:
             seen.add((paper_row.table, paper_row.row))
-            for metric, paper_value in paper_row.metrics.items():
+            beside = {metric: None for metric in BESIDE_OWN_RULE if paper_row.box and
+                      numbers is not None and numbers.get(metric) is not None}
+            for metric, paper_value in {**paper_row.metrics, **beside}.items():
                 ours = numbers.get(metric) if numbers is not None else None
                 status = "unfinished" if numbers is None else "ok" if ours is not None else "no metric"
+                if paper_value is None:
+                    status = "camexp only"
                 lines.append({
                     "table": paper_row.table, "row": paper_row.row, "preset": run.preset or "",
                     "metric": metric, "paper": paper_value, "ours": ours,
-                    "diff": None if ours is None else ours - paper_value, "run": run.run_id,
+                    "diff": None if ours is None or paper_value is None else ours - paper_value,
+                    "run": run.run_id,
                     "status": status, "overrides": " ".join(run.overrides),
                     "test_evaluations": run.test_evaluations if metric.startswith("test/") else None,
                 })
@@ -127,7 +135,8 @@ def write_plots(lines: Sequence[dict[str, Any]], out_dir: Path) -> list[Path]:
                   for r in rows]
         x = range(len(rows))
         figure, axes = plt.subplots(figsize=(max(4.0, 1.3 * len(rows) + 1.5), 4.5))
-        axes.bar([i - 0.2 for i in x], [r["paper"] for r in rows], 0.4, label="paper", color="#999999")
+        axes.bar([i - 0.2 for i in x], [r["paper"] if r["paper"] is not None else 0.0 for r in rows], 0.4,
+                 label="paper", color="#999999")
         axes.bar([i + 0.2 for i in x], [r["ours"] if r["ours"] is not None else 0.0 for r in rows],
                  0.4, label="ours", color="#1f77b4")
         for i, r in zip(x, rows, strict=True):
