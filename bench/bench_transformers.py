@@ -25,8 +25,8 @@ from types import SimpleNamespace
 
 import timm
 import torch
-from bench_methods import steps_per_second
 
+from bench_methods import steps_per_second
 from camexp.data.transforms import normalize_images
 from camexp.maps.registry import map_source
 from camexp.modules.cam_classifier import CAMClassifier
