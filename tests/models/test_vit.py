@@ -215,5 +215,7 @@ def test_backbone_settings_are_the_transformers_and_an_unknown_one_is_named() ->
     assert rates == pytest.approx([0.0, 0.2 / 3, 0.4 / 3, 0.2])  # timm's linear rule
     with pytest.raises(ConfigError, match=r"model.backbone.drop_path is not a setting of model.arch='tiny'"):
         build_network("tiny", num_classes=2, backbone={"drop_path": 0.1})
+    with pytest.raises(ConfigError, match=r"img_size=60 is not a multiple of minivit's patch size 8"):
+        build_network("minivit", num_classes=2, backbone={"img_size": 60})
     with pytest.raises(ConfigError, match=r"built for 32x32 images .*data.crop_size=32"):
         build_network("minivit", num_classes=2, backbone={"img_size": 32})(torch.zeros(1, 3, 40, 40))

@@ -29,7 +29,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from camexp.core.errors import WeightsError
+from camexp.core.errors import ConfigError, WeightsError
 
 
 @dataclass(frozen=True)
@@ -44,11 +44,6 @@ class ViTArch:
     depth: int
     heads: int
     img_size: int
-
-    @property
-    def grid(self) -> int:
-        """Patch tokens per side at :attr:`img_size`."""
-        return self.img_size // self.patch
 
 
 VIT_ARCHS: dict[str, ViTArch] = {arch.name: arch for arch in (
@@ -68,7 +63,7 @@ def build_vit(arch: ViTArch, img_size: int | None = None, drop_path: float = 0.0
 
     size = int(img_size or arch.img_size)
     if size % arch.patch:
-        raise WeightsError(
+        raise ConfigError(
             f"model.backbone.img_size={size} is not a multiple of {arch.name}'s patch size "
             f"{arch.patch}: set data.crop_size (and data.eval_size) to a multiple of it."
         )
