@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_localization.py
 	$(PY) bench/bench_methods.py
 	$(PY) bench/bench_posthoc.py
+	$(PY) bench/bench_transformers.py
 
 ## make bench-gpu: bf16 / channels-last / compile and CPU vs GPU JPEG decoding on one GPU (says so without one)
 bench-gpu: $(STAMP)

@@ -25,22 +25,25 @@ from camexp.runs.settings import apply_training_settings
 from camexp.runs.start import start_run
 
 TORCHVISION_TARGET = TORCHVISION_MODEL
+# classifiers evaluated as they are (no checkpoint): model=torchvision, model=timm
+AS_THEY_ARE = (TORCHVISION_TARGET, "camexp.modules.timm_classifier.TimmClassifier")
 
 
 def evaluate(cfg: DictConfig, folder: RunFolder | None = None) -> dict[str, float]:
     """Test the checkpoint's model (its own hyper-parameters) on the test split of the data it was
     trained on (the training run's data and localization settings, unless overridden);
-    with ``model=torchvision``, torchvision's classifier as it is (no checkpoint). ``folder``:
+    with ``model=torchvision`` or ``model=timm``, that library's classifier as it is (no
+    checkpoint). ``folder``:
     the run folder, marked started just before the test (a failure before it is a failed
     start)."""
     start_run(cfg)  # the tags of a sweep, the config tree (print_config)
-    if cfg.get("model") is not None and cfg.model.get("_target_") == TORCHVISION_TARGET:
+    if cfg.get("model") is not None and cfg.model.get("_target_") in AS_THEY_ARE:
         datamodule = prepare_data(cfg)
-        from camexp.modules.torchvision_classifier import TorchvisionClassifier
+        from hydra.utils import get_class
 
         options = OmegaConf.to_container(cfg.model, resolve=True)
-        options.pop("_target_")
-        model = TorchvisionClassifier(**options)  # not hydra's instantiate: errors stay UserErrors
+        classifier = get_class(options.pop("_target_"))
+        model = classifier(**options)  # not hydra's instantiate: errors stay UserErrors
         trainer = build_trainer(cfg)
         if folder is not None:
             folder.started()
@@ -49,8 +52,8 @@ def evaluate(cfg: DictConfig, folder: RunFolder | None = None) -> dict[str, floa
     if cfg.get("ckpt_path") is None:
         raise UserError(
             "camexp.eval needs ckpt_path=<run folder of camexp.train> (the checkpoint that run "
-            "tested) or a checkpoint file (<run>/checkpoints/epoch_NNN.ckpt), or model=torchvision "
-            "model.name=<torchvision classifier> to test one of torchvision's."
+            "tested) or a checkpoint file (<run>/checkpoints/epoch_NNN.ckpt), or model=torchvision|timm "
+            "model.name=<classifier> to test one of torchvision's or timm's."
         )
     ckpt_path = checkpoint_to_test(cfg)
     # a text file, a plain state dict, a foreign pickle, a truncated file: what it is, in words

@@ -90,6 +90,9 @@ SETTINGS = {
     **{f"bas_{data}_{back}": (model, data, "gap", "cam")
        for data in ("cub", "imagenet")
        for back, model in (("vgg16", "vgg_gap"), ("resnet50", "resnet50_gap"), ("inceptionv3", "inceptionv3_gap"))},
+    "transformer_cub_deit_small": ("deit_small", "cub", "gap", "cam"),
+    "transformer_cub_deit_tiny": ("deit_tiny", "cub", "gap", "cam"),
+    "transformer_imagenet_deit_small": ("deit_small", "imagenet", "gap", "cam"),
 }
 
 # the field's table (docs/methods.md), methods beside CAM: (ImageNet, CUB, OpenImages) x (VGG16,
@@ -117,6 +120,40 @@ for _method, (_label, _cells) in FIELD.items():
             _recipe = f"wsol_{_data}_{_back} method={_method}"
             RECIPES[_recipe] = (_model, _data, "gap", "cam", _method)
             PAPER[(f"{_data_label} {_metric}", f"{_label} {_back_label}")] = {f"test/{_metric}": _value}
+# the transformer papers' rows (docs/methods.md#transformers): recipe -> (table, row, numbers);
+# each scored under its paper's own box rule (the recipe's localization.box_rule)
+TRANSFORMER_ROWS = {
+    "transformer_cub_deit_small method=tscam": ("CUB since 2021", "TS-CAM DeiT-S", {
+        "test/top1_loc": 71.3, "test/top5_loc": 83.8, "test/gt_known_loc": 87.7, "test/acc_top1_pct": 80.3}),
+    "transformer_imagenet_deit_small method=tscam": ("ImageNet since 2021", "TS-CAM DeiT-S", {
+        "test/top1_loc": 53.4, "test/top5_loc": 64.3, "test/gt_known_loc": 67.6, "test/acc_top1_pct": 74.3}),
+    "transformer_cub_deit_tiny method=tscam": ("CUB since 2021", "TS-CAM DeiT-T", {
+        "test/top1_loc": 64.5, "test/top5_loc": 80.9, "test/gt_known_loc": 86.4}),
+    "transformer_cub_deit_small method=scm": ("CUB since 2021", "SCM DeiT-S", {
+        "test/top1_loc": 76.4, "test/top5_loc": 91.6, "test/gt_known_loc": 96.6, "test/acc_top1_pct": 78.5}),
+    "transformer_imagenet_deit_small method=scm": ("ImageNet since 2021", "SCM DeiT-S", {
+        "test/top1_loc": 56.1, "test/top5_loc": 66.4, "test/gt_known_loc": 68.8, "test/acc_top1_pct": 76.7}),
+    "transformer_cub_deit_small method=sat": ("CUB since 2021", "SAT DeiT-S", {
+        "test/top1_loc": 80.96, "test/top5_loc": 94.13, "test/gt_known_loc": 98.45}),
+    "transformer_imagenet_deit_small method=sat": ("ImageNet since 2021", "SAT DeiT-S", {
+        "test/top1_loc": 60.15, "test/top5_loc": 70.52, "test/gt_known_loc": 73.13}),
+}
+# recipe -> the box rule its runs score with (rule, threshold, resize, gt_known_map)
+TRANSFORMER_BOXES = {
+    "transformer_cub_deit_small method=tscam": ("largest_contour", 0.1, "bilinear", "ground_truth"),
+    "transformer_imagenet_deit_small method=tscam": ("largest_contour", 0.12, "bilinear", "ground_truth"),
+    "transformer_cub_deit_tiny method=tscam": ("largest_contour", 0.1, "bilinear", "ground_truth"),
+    "transformer_cub_deit_small method=scm": ("largest_contour", 0.1, "bilinear", "top1_prediction"),
+    "transformer_imagenet_deit_small method=scm": ("largest_contour", 0.12, "bilinear", "top1_prediction"),
+    "transformer_cub_deit_small method=sat": ("largest_component", 0.4, "bilinear", "ground_truth"),
+    "transformer_imagenet_deit_small method=sat": ("largest_component", 0.3, "bilinear", "ground_truth"),
+}
+for _preset in [p for p in RECIPES if p.startswith("transformer_")]:
+    del RECIPES[_preset]  # the transformer CAM control (method=cam): no published row
+for _recipe, (_table, _row, _numbers) in TRANSFORMER_ROWS.items():
+    _preset, _method = _recipe.split()[0], _recipe.split("=")[-1]
+    RECIPES[_recipe] = (*SETTINGS[_preset][:4], _method)
+    PAPER[(_table, _row)] = _numbers
 PUBLISHED = load_published()
 
 
@@ -127,7 +164,7 @@ def test_every_preset_is_known_and_every_paper_row_is_published_with_a_recipe() 
     for key, metrics in PAPER.items():
         assert published[key].metrics == pytest.approx(metrics), key
     recipes = {row.recipe for row in PUBLISHED if row.recipe}
-    assert recipes == set(RECIPES)  # the presets, 54 methods on the field's recipes, BAS's 6
+    assert recipes == set(RECIPES)  # the presets, 54 methods on the field's recipes, BAS's 6, 7 transformer rows
     assert {recipe.split()[0] for recipe in recipes} == set(PRESETS)
 
 
@@ -161,6 +198,14 @@ def test_recipe_composes_and_the_report_finds_exactly_its_rows(recipe: str, tmp_
         assert dict(cfg.localization.box_rule) == {
             "rule": "largest_component", "threshold": BAS_THRESHOLDS[(data_name, back)], "iou": 0.5,
             "resize": "bilinear", "gt_known_map": "ground_truth"}
+    if recipe.startswith("transformer_"):  # the method's tag comes from method=
+        assert cfg.tags[-1] == method
+    if recipe in TRANSFORMER_BOXES:  # the paper's own box rule, the method's where it differs
+        rule = cfg.localization.box_rule
+        assert (rule.rule, rule.threshold, rule.resize, rule.gt_known_map) == TRANSFORMER_BOXES[recipe]
+    if recipe == "transformer_cub_deit_small method=sat":  # conf/method_data/sat_cub.yaml
+        assert (cfg.model.optim.lr, cfg.model.scheduler.name, cfg.data.epochs) == (1e-4, "none", 30)
+        assert (cfg.data.batch_size, cfg.method.area_threshold) == (256, 0.25)
     if method == "fsl" and data == "openimages":  # conf/method_data/fsl_openimages.yaml
         assert (cfg.method.target, cfg.callbacks.model_checkpoint.monitor) == ("masks", "val/PxAP")
     # the composed config passes camexp's checks with the recipe's hyper-parameters

@@ -111,13 +111,14 @@ def test_every_torchvision_family_has_a_default_target_layer_with_spatial_maps(n
 
 
 def test_a_torchvision_model_without_a_conv_last_stage_names_the_override_and_the_layers() -> None:
-    net = torchvision.models.vit_b_16(weights=None).eval()
-    assert torchvision_default("vit_b_16", net) is None
+    # (ViTs have one: the last block's first LayerNorm, tests/maps/test_transformer_maps.py)
+    net = torchvision.models.swin_t(weights=None).eval()
+    assert torchvision_default("swin_t", net) is None
     with pytest.raises(TargetLayerError) as error:
-        resolve_target_layer(net, None, None, (56, 56), "torchvision's vit_b_16")
+        resolve_target_layer(net, None, None, (64, 64), "torchvision's swin_t")
     message = str(error.value)
     assert "has no default target layer" in message
-    assert "localization.target_layer=" in message and "conv_proj" in message
+    assert "localization.target_layer=" in message and "features.0" in message
     assert isinstance(error.value, UserError)
 
 

@@ -34,7 +34,7 @@ FORMER_TABLE = {
 
 
 def test_each_method_name_picks_its_source_class_with_the_settings() -> None:
-    assert list(MAP_SOURCES) == ["cam", "backprop", *FORMER_TABLE]
+    assert list(MAP_SOURCES) == ["cam", "backprop", *FORMER_TABLE, "rollout"]
     assert isinstance(map_source("cam"), TrainedMaps)
     assert isinstance(map_source("backprop"), BackpropSaliency)
     source = map_source("scorecam", MapSettings(target_layer="head", batch_size=4))

@@ -240,9 +240,11 @@ def test_all_lists_the_recipes_of_the_method_rows(tmp_path: Path) -> None:
     assert (has["preset"], has["paper"], has["status"]) == ("wsol_cub_vgg16 method=has", 63.7, "missing")
     # rows without a recipe (the centre baseline, methods camexp does not have) are not listed
     assert not [x for x in lines if x["row"] == "Centre baseline"
-                or ("since 2021" in x["table"] and not x["row"].startswith("BAS "))]
+                or ("since 2021" in x["table"] and x["preset"] == "")]
     bas = _line(lines, "CUB since 2021", "BAS ResNet50", "test/top1_loc")
     assert (bas["preset"], bas["paper"], bas["status"]) == ("bas_cub_resnet50 method=bas", 77.25, "missing")
+    sat = _line(lines, "CUB since 2021", "SAT DeiT-S", "test/gt_known_loc")
+    assert (sat["preset"], sat["paper"], sat["status"]) == ("transformer_cub_deit_small method=sat", 98.45, "missing")
 
 
 @pytest.mark.parametrize(("row", "match"), [
@@ -261,3 +263,36 @@ def test_a_bad_published_row_is_named(tmp_path: Path, row: dict, match: str) -> 
                                          "metrics": {"test/PxAP": {"unit": "%"}}, "rows": [row]}))
     with pytest.raises(UserError, match=match):
         make_report(tmp_path, out=tmp_path / "out", published=published, all_tables=True)
+
+
+# what a transformer preset's run says it trained (conf/experiment/transformer_cub_deit_small.yaml)
+CUB = {"_target_": "camexp.data.datamodule.CUBDataModule", "split": "official"}
+TSCAM_RULE = {"rule": "largest_contour", "threshold": 0.1, "resize": "bilinear",
+              "gt_known_map": "ground_truth", "iou": 0.5}
+
+
+def test_transformer_runs_are_compared_under_their_papers_own_box_rule(tmp_path: Path) -> None:
+    """Like with like: TS-CAM's published top-1/top-5/GT-known accuracies meet a run only when
+    it scored them with TS-CAM's rule (bilinear, largest contour, 0.1 on CUB), and camexp's
+    MaxBoxAccV2 and PxAP stand beside them, published by none."""
+    deit = {"arch": "deit_small", "pool": "gap"}
+    metrics = {"test/acc_top1": 0.8, "test/top1_loc": 70.0, "test/top5_loc": 80.0, "test/gt_known_loc": 85.5,
+               "test/MaxBoxAccV2": 66.0, "test/PxAP": 71.0}
+    for name, rule in (("own", TSCAM_RULE), ("other", {**TSCAM_RULE, "threshold": 0.2}), ("none", None)):
+        fake_run(tmp_path / name, {"model": deit, "data": CUB, "method": {"_target_": "camexp.methods.tscam.TSCAM"},
+                                   "localization": {"method": "cam", "box_rule": rule}}, metrics,
+                 experiment="transformer_cub_deit_small")
+    lines = make_report(tmp_path)
+    assert {line["run"] for line in lines if line["row"] == "TS-CAM DeiT-S"} == {"own"}
+    gt_known = _line(lines, "CUB since 2021", "TS-CAM DeiT-S", "test/gt_known_loc")
+    assert (gt_known["paper"], gt_known["ours"], gt_known["diff"]) == (87.7, 85.5, pytest.approx(-2.2))
+    top1 = _line(lines, "CUB since 2021", "TS-CAM DeiT-S", "test/acc_top1_pct")
+    assert (top1["paper"], top1["ours"]) == (80.3, pytest.approx(80.0))
+    for metric, value in (("test/MaxBoxAccV2", 66.0), ("test/PxAP", 71.0)):
+        beside = _line(lines, "CUB since 2021", "TS-CAM DeiT-S", metric)
+        assert (beside["paper"], beside["ours"], beside["diff"], beside["status"]) == (None, value, None, "camexp only")
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "| TS-CAM DeiT-S | transformer_cub_deit_small | test/MaxBoxAccV2 |  | 66.00 |  | `own` | camexp only |" in report
+    # the other transformer rows of the table are listed as missing with their recipes
+    sat = _line(lines, "CUB since 2021", "SAT DeiT-S", "test/gt_known_loc")
+    assert (sat["status"], sat["preset"]) == ("missing", "transformer_cub_deit_small method=sat")

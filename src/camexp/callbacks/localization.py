@@ -76,6 +76,8 @@ class CAMLocalization(L.Callback):
         save_maps: the splits whose maps are saved (``val``, ``test``); ``maps_dir`` where.
         box_rule: a paper's own box rule (``{rule, threshold, iou, resize, gt_known_map}``,
             :class:`~camexp.localization.box_rule.BoxRule`); None: not scored.
+        rollout_head_fusion, rollout_discard: attention rollout's head fusion (mean, max) and
+            discarded fraction (:mod:`camexp.maps.rollout`).
     """
 
     def __init__(
@@ -96,9 +98,12 @@ class CAMLocalization(L.Callback):
         save_maps: tuple[str, ...] = (),
         maps_dir: str | None = None,
         box_rule: dict[str, Any] | None = None,
+        rollout_head_fusion: str = "mean",
+        rollout_discard: float = 0.0,
     ) -> None:
         self.source = map_source(method, MapSettings(target_layer, relu, aug_smooth, eigen_smooth,
-                                                     posthoc_batch_size))
+                                                     posthoc_batch_size, rollout_head_fusion,
+                                                     rollout_discard))
         self.output_dir = Path(output_dir)
         self.method = method
         self.settings = {"cam_curve_interval": cam_curve_interval}

@@ -12,15 +12,17 @@ from camexp.core.errors import ConfigError, UserError
 from camexp.core.values import check_choice, check_count, check_flag, check_fraction, check_positive
 from camexp.models import BACKBONES, POOL_SETTINGS, POOLS, make_pool
 from camexp.modules.cam_classifier import SCHEDULERS
+from camexp.modules.optimizers import OPTIMIZERS
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first disallowed value in the model and data groups."""
     model = cfg.get("model")
-    if model is not None and "arch" not in model and "name" in model:  # model=torchvision
-        from camexp.modules.torchvision_classifier import classification_models
+    if model is not None and "arch" not in model and "name" in model:  # model=torchvision|timm
+        from hydra.utils import get_class
 
-        check_choice("model.name", model.get("name"), ConfigError, classification_models())
+        check_choice("model.name", model.get("name"), ConfigError,
+                     get_class(model._target_).model_names())
         check_positive("model.num_classes", model.get("num_classes"), ConfigError)
     elif model is not None:
         check_choice("model.arch", model.get("arch"), ConfigError, BACKBONES)
@@ -31,6 +33,8 @@ def validate(cfg: DictConfig) -> None:
         check_positive("model.head.width", model.head.get("width"), ConfigError)
         check_count("model.head.num_convs", model.head.get("num_convs"), ConfigError)
         check_choice("model.scheduler.name", model.scheduler.get("name"), ConfigError, SCHEDULERS)
+        _check_optimization(model)
+        _check_backbone(model, cfg.get("data"))
         for key in ("channels_last", "compile"):
             check_flag(f"model.{key}", model.get(key, False), ConfigError)
         if model.get("pretrained") and BACKBONES[model.arch].imagenet_weights is None:
@@ -61,6 +65,48 @@ def validate(cfg: DictConfig) -> None:
             check_positive("data.eval_batch_size", data.get("eval_batch_size"), ConfigError)
         _check_crop(data)
     check_added_keys(cfg)
+
+
+def _check_optimization(model: DictConfig) -> None:
+    """The optimizer's name and a multi-step schedule's milestones."""
+    optim = model.get("optim") or {}
+    check_choice("model.optim.name", optim.get("name", "sgd"), ConfigError, OPTIMIZERS)
+    if model.scheduler.get("name") == "multistep":
+        milestones = model.scheduler.get("milestones")
+        if not milestones or any(not isinstance(m, int) or isinstance(m, bool) or m < 0
+                                 for m in milestones):
+            raise ConfigError(
+                f"model.scheduler.milestones={OmegaConf.to_container(milestones) if milestones else milestones!r}: "
+                "model.scheduler.name=multistep needs a list of epochs (integers >= 0) at which "
+                "the learning rate is multiplied by gamma, e.g. [10,12]."
+            )
+
+
+def _check_backbone(model: DictConfig, data: DictConfig | None) -> None:
+    """``model.backbone``'s keys are the backbone's own settings; a transformer's ``img_size``
+    is the data's crop and evaluation size."""
+    from camexp.models.networks import backbone_settings
+
+    backbone = model.get("backbone") or {}
+    accepted = backbone_settings(model.arch)
+    for key in backbone:
+        if key not in accepted:
+            raise ConfigError(
+                f"model.backbone.{key} is not a setting of model.arch={model.arch!r}; its backbone "
+                f"settings are {accepted or 'none'} (transformers take img_size and drop_path)."
+            )
+    size = backbone.get("img_size")
+    if size is None or data is None:
+        return
+    check_positive("model.backbone.img_size", size, ConfigError)
+    eval_size = list(data.get("eval_size") or [])
+    if data.get("crop_size") != size or eval_size != [size, size]:
+        raise ConfigError(
+            f"model.backbone.img_size={size} but data.crop_size={data.get('crop_size')} and "
+            f"data.eval_size={eval_size}: a transformer sees one square size (its position "
+            f"embeddings have one entry per patch). Set data.crop_size={size} and "
+            f"data.eval_size=[{size},{size}] (or model.backbone.img_size to your crop)."
+        )
 
 
 def _check_method(method: DictConfig, arch: str) -> None:
@@ -195,6 +241,14 @@ def _check_localization(localization: DictConfig) -> None:
         BoxRule.from_config(OmegaConf.to_container(rule, resolve=True), ConfigError)
     if "posthoc_batch_size" in localization:
         check_positive("localization.posthoc_batch_size", localization.get("posthoc_batch_size"), ConfigError)
+    if "rollout_head_fusion" in localization:
+        from camexp.maps.rollout import HEAD_FUSIONS
+
+        check_choice("localization.rollout_head_fusion", localization.get("rollout_head_fusion"),
+                     ConfigError, HEAD_FUSIONS)
+    if "rollout_discard" in localization:
+        check_fraction("localization.rollout_discard", localization.get("rollout_discard"),
+                       ConfigError, high_open=True)
     for iou in localization.get("iou_thresholds") or []:
         if not isinstance(iou, (int, float)) or not 1 <= iou <= 100:
             raise ConfigError(

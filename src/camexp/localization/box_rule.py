@@ -15,32 +15,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric
 
-from camexp.localization.boxes import mask_boxes, paper_box
+from camexp.localization.boxes import largest_contour_box, paper_box
 from camexp.localization.iou import box_iou
-from camexp.localization.maps import as_size, check_score_map
+from camexp.localization.maps import INTERPOLATIONS, as_size, normalize_map
 from camexp.localization.metrics import _gt_boxes
 
-RESIZES = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR}
+RESIZES = INTERPOLATIONS
 GT_KNOWN_MAPS = ("ground_truth", "top1_prediction")
-
-
-def largest_component_box(normalized: np.ndarray, threshold: float) -> np.ndarray:
-    """The box of the largest 8-connected component of the pixels above ``threshold``."""
-    return paper_box(normalized, threshold)
-
-
-def largest_contour_box(normalized: np.ndarray, threshold: float) -> np.ndarray:
-    """The box of the largest contour (by area) of the pixels above ``threshold``."""
-    return mask_boxes(normalized > threshold * normalized.max(), multi_contour=False)[0]
-
-
-RULES = {"largest_component": largest_component_box, "largest_contour": largest_contour_box}
+# the one box of a normalized map at a fraction of its maximum: the 8-connected component of
+# most pixels (the 2016 paper's, SAT's), or TS-CAM's contour of largest area on the
+# uint8-quantized map
+RULES = {"largest_component": paper_box, "largest_contour": largest_contour_box}
 
 
 @dataclass(frozen=True)
@@ -86,12 +76,7 @@ class BoxRule:
     def normalized(self, raw_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """``raw_map`` resized to ``size`` (H, W) by the rule's interpolation, min-max
         normalized (a constant map becomes zeros)."""
-        check_score_map(raw_map, unit_range=False)
-        height, width = size
-        resized = cv2.resize(np.asarray(raw_map, dtype=np.float64), (width, height),
-                             interpolation=RESIZES[self.resize])
-        low, high = resized.min(), resized.max()
-        return np.zeros_like(resized) if high == low else (resized - low) / (high - low)
+        return normalize_map(raw_map, size, self.resize)
 
     def box(self, raw_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """The rule's box ``(x0, y0, x1, y1)`` of a raw map at the image size."""

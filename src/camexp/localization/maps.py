@@ -23,6 +23,7 @@ import numpy as np
 from camexp.core.errors import MapError
 
 __all__ = [
+    "INTERPOLATIONS",
     "MapError",
     "as_quantized",
     "as_size",
@@ -99,12 +100,19 @@ def check_score_map(
             )
 
 
-def normalize_map(score_map: np.ndarray, size: int | Sequence[int] = (224, 224)) -> np.ndarray:
+# how a map is resized to the evaluation size: the field's bicubic; TS-CAM's code resizes
+# bilinearly (a later paper's own box rule, localization.box_rule.resize)
+INTERPOLATIONS = {"bicubic": cv2.INTER_CUBIC, "bilinear": cv2.INTER_LINEAR}
+
+
+def normalize_map(score_map: np.ndarray, size: int | Sequence[int] = (224, 224),
+                  interpolation: str = "bicubic") -> np.ndarray:
     """Resize a map to ``size`` with bicubic interpolation, then min-max normalize it.
 
     Args:
         score_map: ``(h, w)`` real array, any size, any range (finite).
         size: target ``(H, W)`` (or an int for a square).
+        interpolation: ``bicubic`` (the field's) or ``bilinear``.
 
     Returns:
         ``(H, W)`` float64 array in ``[0, 1]``. A constant map (after resizing) becomes all zeros.
@@ -117,7 +125,7 @@ def normalize_map(score_map: np.ndarray, size: int | Sequence[int] = (224, 224))
     check_score_map(score_map, unit_range=False)
     height, width = as_size(size)
     arr = np.asarray(score_map, dtype=np.float64)
-    resized = cv2.resize(arr, (width, height), interpolation=cv2.INTER_CUBIC)
+    resized = cv2.resize(arr, (width, height), interpolation=INTERPOLATIONS[interpolation])
     lo = resized.min()
     hi = resized.max()
     if hi == lo:

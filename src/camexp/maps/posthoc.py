@@ -29,7 +29,8 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from camexp.maps.sources import MapSettings, MapSource
-from camexp.maps.target_layers import camnet_default, resolve_target_layer
+from camexp.maps.target_layers import Reshape, camnet_default, resolve_target_layer
+from camexp.models.vit import token_layout
 
 if TYPE_CHECKING:
     import lightning as L
@@ -56,11 +57,13 @@ class PosthocSource(MapSource):
         self.engine: PosthocMaps | None = None
 
     @classmethod
-    def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int) -> Any:
-        """The library's method object (its raw-map subclass) on ``layer`` of ``net``."""
+    def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int,
+                    reshape: Reshape | None = None) -> Any:
+        """The library's method object (its raw-map subclass) on ``layer`` of ``net``;
+        ``reshape`` turns a transformer layer's tokens into their grid."""
         import pytorch_grad_cam
 
-        cam = _raw_class(getattr(pytorch_grad_cam, cls.library_class))(net, [layer])
+        cam = _raw_class(getattr(pytorch_grad_cam, cls.library_class))(net, [layer], reshape_transform=reshape)
         cam.batch_size = batch_size  # Score-CAM reads it (16 otherwise)
         return cam
 
@@ -78,11 +81,13 @@ class PosthocSource(MapSource):
         default = own_default() if callable(own_default) else camnet_default(net)
         what = getattr(pl_module, "network_name", type(net).__name__)
         settings = self.settings
+        layout = token_layout(net)  # a transformer: its tokens reshaped to their grid
+        reshape = layout.to_map if layout is not None else None
         name, layer, channels = resolve_target_layer(net, settings.target_layer, default, size, what,
-                                                     device=pl_module.device)
+                                                     device=pl_module.device, reshape=reshape)
         self.engine = PosthocMaps(net, self.name, layer, relu=settings.relu,
                                   aug_smooth=settings.aug_smooth, eigen_smooth=settings.eigen_smooth,
-                                  batch_size=settings.batch_size)
+                                  batch_size=settings.batch_size, reshape=reshape)
         self.channels, self.trainer = channels, trainer
         if trainer.is_global_zero and not trainer.sanity_checking:
             cost = f"extra forward passes per map: {self.extra_passes}"
@@ -136,7 +141,8 @@ class FullGrad(PosthocSource):
 
     @classmethod
     @override
-    def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int) -> Any:
+    def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int,
+                    reshape: Reshape | None = None) -> Any:
         import pytorch_grad_cam
 
         return _raw_class(pytorch_grad_cam.FullGrad)(net, [])
@@ -160,10 +166,14 @@ class AblationCAM(PosthocSource):
 
     @classmethod
     @override
-    def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int) -> Any:
+    def library_cam(cls, net: nn.Module, layer: nn.Module, batch_size: int,
+                    reshape: Reshape | None = None) -> Any:
         import pytorch_grad_cam
+        from pytorch_grad_cam.ablation_layer import AblationLayerVit
 
-        return _raw_class(pytorch_grad_cam.AblationCAM)(net, [layer], batch_size=batch_size)
+        # a transformer layer's tokens are ablated per channel with the library's ViT layer
+        ablation = {"reshape_transform": reshape, "ablation_layer": AblationLayerVit()} if reshape else {}
+        return _raw_class(pytorch_grad_cam.AblationCAM)(net, [layer], batch_size=batch_size, **ablation)
 
 
 POSTHOC_METHODS: dict[str, type[PosthocSource]] = {cls.name: cls for cls in (
@@ -311,16 +321,18 @@ class PosthocMaps:
         aug_smooth: the library's test-time augmentation smoothing (6 passes per map).
         eigen_smooth: the library's first-principal-component smoothing.
         batch_size: forward passes per chunk for Score-CAM and Ablation-CAM.
+        reshape: a transformer layer's tokens (B, N, D) -> their grid (B, D, h, w).
     """
 
     def __init__(self, net: nn.Module, method: str, target_layer: nn.Module, relu: bool = True,
-                 aug_smooth: bool = False, eigen_smooth: bool = False, batch_size: int = 32) -> None:
+                 aug_smooth: bool = False, eigen_smooth: bool = False, batch_size: int = 32,
+                 reshape: Reshape | None = None) -> None:
         if method not in POSTHOC_METHODS:
             raise ValueError(f"method={method!r}; use one of {sorted(POSTHOC_METHODS)}.")
         self.net, self.method, self.spec = net, method, POSTHOC_METHODS[method]
         self.aug_smooth, self.eigen_smooth = aug_smooth, eigen_smooth
         _no_inplace(net)
-        self.cam = self.spec.library_cam(net, target_layer, batch_size)
+        self.cam = self.spec.library_cam(net, target_layer, batch_size, reshape)
         self.cam.relu = relu
         self.batch_size = batch_size
         # one forward pass for all classes, except where the library's own path differs:

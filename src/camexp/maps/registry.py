@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from camexp.maps.backprop import BackpropSaliency
 from camexp.maps.posthoc import POSTHOC_METHODS
+from camexp.maps.rollout import AttentionRollout
 from camexp.maps.sources import MapSettings, MapSource
 from camexp.maps.trained import TrainedMaps
 
 MAP_SOURCES: dict[str, type[MapSource]] = {
-    cls.name: cls for cls in (TrainedMaps, BackpropSaliency, *POSTHOC_METHODS.values())
+    cls.name: cls
+    for cls in (TrainedMaps, BackpropSaliency, *POSTHOC_METHODS.values(), AttentionRollout)
 }
 
 

@@ -26,14 +26,17 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class MapSettings:
-    """The ``localization`` settings of the post-hoc methods (docs/posthoc.md); the other
-    sources have none."""
+    """The ``localization`` settings of the post-hoc methods and attention rollout
+    (docs/posthoc.md); the other sources have none."""
 
     target_layer: str | None = None
     relu: bool = True
     aug_smooth: bool = False
     eigen_smooth: bool = False
     batch_size: int = 32
+    # attention rollout (camexp.maps.rollout)
+    rollout_head_fusion: str = "mean"
+    rollout_discard: float = 0.0
 
 
 class MapSource:

@@ -39,6 +39,14 @@ trunk still loads torchvision's weights) on a point's output, and :func:`rest_of
 gives the network after a point (the trunk's later layers and the head) as one sequence,
 which :func:`frozen_forward` runs with a frozen copy of the current weights (BAS's
 background branch).
+than a place (the rest of the network run from a point) gets one more hook here, with a
+default, rather than a branch on the backbone.
+
+Transformer backbones declare their blocks (``tokens``, ``block1`` ... ``blockN``, ``block-1``
+for the last, ``block<n>.attention``; :meth:`Method.blocks` lists them in order): TS-CAM and SCM
+read every block's attention weights through :class:`~camexp.models.attention.AttentionTaps` on
+the ``.attention`` points, and SAT appends its token at ``tokens`` and gates the attention of
+``block-3`` ... ``block-1``, as ADL inserts its layers after its points.
 """
 
 from __future__ import annotations
@@ -88,9 +96,9 @@ class Method:
                                if spec.family in self.placements)
             raise MethodError(
                 f"method={self.name} defines its layer placements for model.arch in "
-                f"{supported}, not for {arch!r} (docs/methods.md states them "
-                f"for VGG16, ResNet50 and InceptionV3). Pick one of those models, or another "
-                "method (cam, has and cutmix run on every backbone)."
+                f"{supported}, not for {arch!r} (docs/methods.md states each method's "
+                "placements). Pick one of those models, or another method (cam, has and cutmix "
+                "run on every backbone)."
             )
 
     def placement(self, arch: str) -> Any:
@@ -126,6 +134,17 @@ class Method:
         The default loss's is ln(C); a method that overrides :meth:`loss` gets None unless it
         states its own."""
         return math.log(num_classes) if type(self).loss is Method.loss else None
+    def blocks(self, net: CAMNet) -> list[str]:
+        """The names of the network's blocks in the order they run, ``block1`` ... ``blockN``
+        (the points a transformer backbone declares, :mod:`camexp.models.backbones`)."""
+        points = net.points()
+        count = 0
+        while f"block{count + 1}" in points:
+            count += 1
+        if not count:
+            raise MethodError(f"method={self.name} works on a transformer's blocks; model.arch="
+                              f"{net.arch!r} declares none.")
+        return [f"block{number}" for number in range(1, count + 1)]
 
     def head_shape(self, arch: str, num_convs: int, width: int) -> tuple[int, int]:
         """The (number of 3x3 convs, width) of the head on the trunk; the model's by default."""

@@ -33,6 +33,11 @@ backbone declares its points rather than editing each method:
 
 The network adds ``head.last``, the head's last layer (:meth:`camexp.models.CAMNet.points`).
 
+Transformer backbones (timm's VisionTransformer, :mod:`camexp.models.vit`) have no stages; they
+declare their blocks instead (:func:`vit_points`): ``tokens`` (the token sequence entering the
+first block), ``block1`` ... ``blockN``, the same counted from the end as ``block-1`` (the last)
+... ``block-N``, each block's attention module as ``block<n>.attention``, and ``output``.
+
 ``family`` says which published layout of the methods the trunk follows (the field states
 ADL's, ACoL's and SPG's placements per family: VGG, ResNet, Inception); a method keeps one
 placement per family, written in point names.
@@ -50,6 +55,8 @@ from torch import Tensor, nn
 from torchvision import models as tvm
 from torchvision.models._api import WeightsEnum
 from torchvision.models.inception import InceptionB
+
+from camexp.models.vit import VIT_ARCHS, TimmWeights, ViTArch, build_vit, vit_trunk
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ class BackboneSpec:
     cut: Callable[[nn.Module], nn.Sequential]
     out_channels: int
     stride: int
-    imagenet_weights: WeightsEnum | None
+    imagenet_weights: WeightsEnum | TimmWeights | None
     family: str = ""
     points: Mapping[str, Point] = field(default_factory=dict)
 
@@ -272,3 +279,26 @@ BACKBONES: dict[str, BackboneSpec] = {
                      "tiny", TINY_POINTS),
     ]
 }
+
+
+def vit_points(depth: int, width: int, heads: int) -> dict[str, Point]:
+    """The named points of a transformer trunk (:func:`camexp.models.vit.vit_trunk`): ``tokens``
+    (timm's position-embedding dropout, whose output enters block 1), ``block<n>`` and
+    ``block-<n>`` (from the end), ``block<n>.attention`` (channels: heads), ``output``."""
+    points = {"tokens": Point("vit.pos_drop", width), "output": Point("grid", width)}
+    for number in range(1, depth + 1):
+        block = Point(f"vit.blocks.{number - 1}", width)
+        attention = Point(f"vit.blocks.{number - 1}.attn", heads)
+        for name in (f"block{number}", f"block-{depth - number + 1}"):
+            points[name], points[f"{name}.attention"] = block, attention
+    return points
+
+
+def _vit_spec(arch: ViTArch) -> BackboneSpec:
+    weights = TimmWeights(arch.timm_name) if arch.timm_name else None
+    return BackboneSpec(arch.name, lambda: build_vit(arch), vit_trunk, arch.width, arch.patch,
+                        weights, "vit", vit_points(arch.depth, arch.width, arch.heads))
+
+
+# DeiT-Tiny/Small/Base and the CPU demo's transformer (camexp.models.vit): family "vit"
+BACKBONES.update({name: _vit_spec(arch) for name, arch in VIT_ARCHS.items()})

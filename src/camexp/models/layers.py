@@ -65,6 +65,11 @@ class GlobalPool(nn.Module):
         """``(B, num_classes * maps_per_class, h, w)`` score maps -> ``(B, num_classes)``."""
         raise NotImplementedError
 
+    def per_class(self, maps: Tensor) -> Tensor:
+        """``(B, num_classes * maps_per_class, h, w)`` -> ``(B, num_classes, h, w)``: each
+        class's map from its score maps (one per class: themselves)."""
+        return maps
+
     def class_weights(self, classifier: nn.Linear) -> Tensor:
         """``(num_classes, C)``: the weights whose product with the features is each class's
         map."""

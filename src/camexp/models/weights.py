@@ -3,7 +3,8 @@
 A local file may hold either torchvision's classifier state dict (what
 ``torchvision.models.VGG16_Weights.IMAGENET1K_V1`` downloads, e.g. ``vgg16-397923af.pth``)
 or a whole camexp network's state dict (keys ``trunk.*``, ``head.*``, ``classifier.*``),
-possibly inside a Lightning checkpoint (``state_dict`` with a ``net.`` prefix).
+possibly inside a Lightning checkpoint (``state_dict`` with a ``net.`` prefix), or DeiT's
+release file (``{"model": state_dict}``, :mod:`camexp.models.vit`).
 Files are read with ``torch.load(weights_only=True)``: a file that would run code is refused.
 """
 
@@ -63,6 +64,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         ) from error
     if isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
         obj = {key.removeprefix("net."): value for key, value in obj["state_dict"].items()}
+    elif isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):  # DeiT's release files
+        obj = obj["model"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise WeightsError(
             f"Weights file {path} does not hold a state dict (a mapping of names to tensors). "

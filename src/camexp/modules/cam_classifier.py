@@ -1,7 +1,8 @@
 """The LightningModule: a :class:`~camexp.models.CAMNet` trained with image-level labels only.
 
-Fine-tuning as the field does it (docs/protocol.md): SGD with momentum 0.9, the layers added to
-the trunk at ``head_lr_mult`` times the trunk's learning rate, step or cosine decay per epoch.
+Fine-tuning as the field does it (docs/protocol.md): SGD with momentum 0.9 (or AdamW, the
+transformer papers' optimizer: :mod:`camexp.modules.optimizers`), the layers added to the trunk
+at ``head_lr_mult`` times the trunk's learning rate, step, multi-step or cosine decay per epoch.
 
 Validation and test steps return the logits and the head's feature maps of their single
 forward pass, so callbacks compute class activation maps without a second pass.
@@ -27,15 +28,17 @@ from camexp.data.samplers import sample_seed
 from camexp.data.transforms import normalize_images
 from camexp.methods.base import Method
 from camexp.methods.cam import CAM
-from camexp.models import POOL_SETTINGS, CAMNet
+from camexp.models import POOL_SETTINGS
+from camexp.models.networks import build_network
 from camexp.modules.acceleration import (
     batch_to_channels_last,
     compile_errors,
     compile_net,
     to_channels_last,
 )
+from camexp.modules.optimizers import build_optimizer
 
-SCHEDULERS = ("step", "cosine", "none")
+SCHEDULERS = ("step", "multistep", "cosine", "none")
 
 
 def _plain(value: Any) -> Any:
@@ -68,8 +71,12 @@ class CAMClassifier(L.LightningModule):
             (log-sum-exp's ``r``; WILDCAT's maps per class, ``k_max``, ``k_min``, ``alpha``:
             :mod:`camexp.models.layers`); the other poolings ignore them.
         head: ``{"num_convs": int, "width": int}``, the layers added on the trunk.
-        optim: ``{"lr", "momentum", "nesterov", "weight_decay", "head_lr_mult"}``.
-        scheduler: ``{"name": "step"|"cosine"|"none", "step_size": epochs, "gamma": float}``.
+        optim: ``{"name": "sgd"|"adamw", "lr", "momentum", "nesterov", "weight_decay",
+            "head_lr_mult", "betas", "eps"}`` (momentum/nesterov: SGD; betas/eps: AdamW).
+        scheduler: ``{"name": "step"|"multistep"|"cosine"|"none", "step_size": epochs,
+            "milestones": [epochs], "gamma": float}``.
+        backbone: the backbone's own construction settings (transformers: ``img_size``,
+            ``drop_path``; :func:`camexp.models.networks.build_network`).
         method: the ``method`` config (``{"_target_": "camexp.methods.adl.ADL", ...}``); CAM if None.
         seed: seeds the method's random draws per step, with the global step and the rank.
         channels_last: the network's weights and the batches in channels-last memory format.
@@ -96,24 +103,28 @@ class CAMClassifier(L.LightningModule):
         seed: int = 0,
         channels_last: bool = False,
         compile: bool = False,
+        backbone: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         head, optim, scheduler, method = _plain(head), _plain(optim), _plain(scheduler), _plain(method)
+        backbone = _plain(backbone)
         self.save_hyperparameters(ignore=["channels_last", "compile"])
         self.method = build_method(method)
         self.seed = int(seed or 0)
         head = {"num_convs": 1, "width": 1024, **(head or {})}
-        self.optim = {"lr": 0.01, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-                      "head_lr_mult": 10.0, **(optim or {})}
-        self.scheduler = {"name": "step", "step_size": 10, "gamma": 0.1, **(scheduler or {})}
+        self.optim = {"name": "sgd", "lr": 0.01, "momentum": 0.9, "nesterov": False,
+                      "weight_decay": 1e-4, "head_lr_mult": 10.0, **(optim or {})}
+        self.scheduler = {"name": "step", "step_size": 10, "gamma": 0.1, "milestones": [],
+                          **(scheduler or {})}
         if self.scheduler["name"] not in SCHEDULERS:
             raise ValueError(
                 f"model.scheduler.name={self.scheduler['name']!r}; use one of {SCHEDULERS}."
             )
         pool_settings = {"pool_r": pool_r, "pool_maps": pool_maps, "pool_k_max": pool_k_max,
                          "pool_k_min": pool_k_min, "pool_alpha": pool_alpha}
-        self.net = CAMNet(
-            arch, num_classes, pool=pool, pool_settings=pool_settings, head_num_convs=head["num_convs"],
+        self.net = build_network(
+            arch, backbone, num_classes=num_classes, pool=pool, pool_settings=pool_settings,
+            head_num_convs=head["num_convs"],
             head_width=head["width"], pretrained=pretrained, weights_path=weights_path,
             method=self.method,
         )
@@ -193,7 +204,8 @@ class CAMClassifier(L.LightningModule):
 
     def lr_factor(self, epoch: int) -> float:
         """The learning-rate multiplier of ``epoch``: step decay ``gamma ** (epoch // step_size)``,
-        cosine ``(1 + cos(pi * epoch / max_epochs)) / 2``, or 1.
+        multi-step ``gamma ** (number of milestones <= epoch)``, cosine
+        ``(1 + cos(pi * epoch / max_epochs)) / 2``, or 1.
 
         A pure function of the epoch, applied at each epoch's start (not a stepped scheduler),
         so a run resumed from any checkpoint follows exactly the same schedule.
@@ -201,6 +213,9 @@ class CAMClassifier(L.LightningModule):
         name = self.scheduler["name"]
         if name == "step":
             return float(self.scheduler["gamma"]) ** (epoch // int(self.scheduler["step_size"]))
+        if name == "multistep":
+            passed = sum(epoch >= int(milestone) for milestone in self.scheduler["milestones"])
+            return float(self.scheduler["gamma"]) ** passed
         if name == "cosine":
             total = max(1, self.trainer.max_epochs or 1)
             return 0.5 * (1.0 + math.cos(math.pi * min(epoch, total) / total))
@@ -220,8 +235,4 @@ class CAMClassifier(L.LightningModule):
             {"params": self.net.trunk_parameters(), "lr": optim["lr"]},
             {"params": self.net.new_parameters(), "lr": optim["lr"] * optim["head_lr_mult"]},
         ]
-        groups = [{**group, "base_lr": group["lr"]} for group in groups if group["params"]]
-        return torch.optim.SGD(
-            groups, lr=optim["lr"], momentum=optim["momentum"], nesterov=optim["nesterov"],
-            weight_decay=optim["weight_decay"],
-        )
+        return build_optimizer(self.net, groups, optim)

@@ -121,6 +121,11 @@ class TorchvisionClassifier(L.LightningModule):
     def default_target_layer(self) -> str | None:
         return torchvision_default(self.hparams.name, self.net)
 
+    @classmethod
+    def model_names(cls) -> list[str]:
+        """The names ``model.name`` may take (the config check lists them)."""
+        return classification_models()
+
     @override
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)

@@ -35,7 +35,8 @@ from typing import Any
 from camexp.runs.info import training_run_folder
 
 METHOD_LABELS = {"CAM": "CAM", "HideAndSeek": "HaS", "ACoL": "ACoL", "SPG": "SPG", "ADL": "ADL",
-                 "CutMix": "CutMix", "FSL": "FSL", "BAS": "BAS", "NLCCAM": "NL-CCAM"}
+                 "CutMix": "CutMix", "FSL": "FSL", "BAS": "BAS", "NLCCAM": "NL-CCAM",
+                 "TSCAM": "TS-CAM", "SCM": "SCM", "SAT": "SAT"}
 CENTRE = "Centre baseline"
 METHOD_ORDER = ["CAM", "HaS", "ACoL", "SPG", "ADL", "CutMix", "FSL", CENTRE]
 # the source of the field's numbers in conf/published.yaml

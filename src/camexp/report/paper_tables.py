@@ -13,8 +13,9 @@ from typing import Any
 from camexp.report.collect import Run, derived_metrics
 from camexp.report.published import BOX_RULE_METRICS, PaperRow, same_box_rule, scored_box_rule
 
-# shown beside the rows scored with a paper's own box rule (none of them publishes it)
-FIELD_METRIC = "test/MaxBoxAccV2"
+# camexp's metrics shown beside the rows scored with a paper's own box rule (those papers
+# publish neither): no paper number
+FIELD_METRICS = ("test/MaxBoxAccV2", "test/PxAP")
 FIELDS = ("table", "row", "preset", "metric", "paper", "ours", "diff", "run", "status", "overrides",
           "test_evaluations")
 
@@ -64,10 +65,10 @@ def report_lines(runs: Sequence[Run], published: Sequence[PaperRow],
 
 def _with_field_metrics(paper_row: PaperRow) -> list[tuple[str, float | None]]:
     """The row's published metrics and, for a row scored with its own box rule, the field's
-    MaxBoxAccV2 beside them (no published value: shown as ours only)."""
+    MaxBoxAccV2 and PxAP beside them (no published value: shown as ours only)."""
     pairs: list[tuple[str, float | None]] = list(paper_row.metrics.items())
-    if paper_row.box is not None and FIELD_METRIC not in paper_row.metrics:
-        pairs.append((FIELD_METRIC, None))
+    if paper_row.box is not None:
+        pairs += [(metric, None) for metric in FIELD_METRICS if metric not in paper_row.metrics]
     return pairs
 
 
