@@ -45,6 +45,13 @@ def test_train_writes_checkpoints_metrics_and_pictures(trained_run) -> None:
     assert "val/acc_top1" in csv_log.read_text().splitlines()[0]
 
 
+def test_learning_rate_curves_are_named_by_parameter_group(trained_run) -> None:
+    output_dir, _ = trained_run
+    header = (output_dir / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "lr-SGD/trunk" in header and "lr-SGD/head" in header
+    assert not [column for column in header if "/pg" in column], header
+
+
 def test_eval_reproduces_the_test_metrics_of_the_best_checkpoint(trained_run, tmp_path, data_dir) -> None:
     output_dir, metrics = trained_run
     best = next((output_dir / "checkpoints").glob("epoch_*.ckpt"))

@@ -109,6 +109,31 @@ def test_check_data_lists_every_line_fault_with_file_and_line(tmp_path: Path) ->
     assert "bounding_boxes.txt, line 3" in str(error.value) and "line 13" in str(error.value)
 
 
+def test_a_run_lists_the_faults_it_found_one_a_line_as_check_data_does(tmp_path: Path, capsys) -> None:
+    from camexp.core.errors import exit_on_user_error
+    from camexp.train import train
+
+    cub = write_cub(tmp_path / "cub")
+    _replace_line(cub / "bounding_boxes.txt", 3, "3 nan 4.0 20.0 15.0")
+    _replace_line(cub / "train_test_split.txt", 2, "2 7")
+    cfg = compose_config("train", ["data=cub", f"data.root={cub}", "data.num_classes=3",
+                                   "data.batch_size=2", "data.num_workers=0"],
+                         tmp_path / "run", tmp_path / "data")
+    with pytest.raises(SystemExit) as stopped:
+        exit_on_user_error(lambda: train(cfg))
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4, lines
+    assert lines[0].startswith("camexp: DatasetError: 2 problem(s) in CUB-200-2011")
+    assert lines[0].endswith("found before training:")
+    assert lines[1].startswith(f"  [split value] -: {cub / 'train_test_split.txt'}, line 2: ")
+    assert lines[2].startswith(f"  [box not finite] -: {cub / 'bounding_boxes.txt'}, line 3: ")
+    assert lines[3].startswith("Fix them, then run python -m camexp.check_data data=...")
+    # check_data prints the same lines
+    report = _cub_report(tmp_path, cub)
+    assert lines[1] in report.format().splitlines() and lines[2] in report.format().splitlines()
+
+
 def test_line_faults_are_kept_up_to_a_cap_and_counted(tmp_path: Path, monkeypatch) -> None:
     import camexp.data.text_files as text_files
 

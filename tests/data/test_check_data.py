@@ -114,7 +114,7 @@ def test_run_start_stops_with_the_list_unless_skip(tmp_path: Path, caplog) -> No
     cub = write_cub(tmp_path / "cub")
     missing = cub / "images" / "001.Bird_1" / "Bird_1_0001_2.jpg"
     missing.unlink()
-    with pytest.raises(DatasetError, match=r"1 problem\(s\).*missing image.*Bird_1_0001_2.jpg.*"
+    with pytest.raises(DatasetError, match=r"(?s)1 problem\(s\).*missing image.*Bird_1_0001_2.jpg.*"
                                            r"images.txt, line 2.*on_bad_image=skip"):
         CUBDataModule(str(cub), num_classes=3, **SMALL).check()
     datamodule = CUBDataModule(str(cub), num_classes=3, on_bad_image="skip", **SMALL)

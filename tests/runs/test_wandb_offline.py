@@ -68,6 +68,9 @@ def test_training_with_logger_wandb_runs_offline_in_the_run_folder(tmp_path: Pat
     # a network wait would take minutes; a loaded CI machine takes well under this
     assert time.monotonic() - start < 240
     assert "test/acc_top1" in metrics and (run / "metrics.json").is_file()
+    # the CSV logger comes along: the curves the README promises are in csv/metrics.csv
+    header = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "val/acc_top1" in header and "lr-SGD/head" in header
     offline_runs = list((run / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1
     records = list(offline_runs[0].glob("run-*.wandb"))

@@ -1,9 +1,9 @@
 """User-facing errors: what went wrong, where (file, line, key), and how to fix it.
 
-Entry points catch :class:`UserError` and print its message as one paragraph, without a
-traceback, and exit with status 2; anything else is a bug and keeps its traceback. A
-UserError raised inside a constructor that Hydra's ``instantiate`` calls (a WeightsError of
-the model, a DatasetError of the DataModule) arrives wrapped in Hydra's
+Entry points catch :class:`UserError` and print its message as one paragraph (a list in it
+one item a line), without a traceback, and exit with status 2; anything else is a bug and
+keeps its traceback. A UserError raised inside a constructor that Hydra's ``instantiate``
+calls (a WeightsError of the model, a DatasetError of the DataModule) arrives wrapped in Hydra's
 ``InstantiationException``, and one raised in a DataLoader worker arrives with the worker's
 traceback in its message: both are unwrapped to the original paragraph.
 """
@@ -38,7 +38,9 @@ def user_error_in(error: BaseException) -> UserError | None:
 
 
 def user_message(error: UserError) -> str:
-    """The error's paragraph, without a DataLoader worker's traceback.
+    """The error's paragraph, without a DataLoader worker's traceback; runs of spaces are
+    collapsed, but the message's own line breaks (a list, one problem a line) and the indent
+    of its lines are kept.
 
     torch re-raises a worker's exception as ``type(error)("Caught X in DataLoader worker
     process N.\\nOriginal Traceback ...\\n<module>.X: <message>")``; the message is the last part.
@@ -49,7 +51,9 @@ def user_message(error: UserError) -> str:
         position = text.rfind(marker)
         if position >= 0:
             text = text[position + len(marker):]
-    return " ".join(text.split())
+    lines = (line[:len(line) - len(line.lstrip())] + " ".join(line.split())
+             for line in text.strip().splitlines())
+    return "\n".join(line for line in lines if line.strip())
 
 
 def print_user_error(error: UserError) -> None:

@@ -365,11 +365,17 @@ def training_problems(tables: Tables, num_classes: int, batch_size: int) -> list
     return problems
 
 
+def problem_line(problem: Problem) -> str:
+    """One problem as ``check_data`` lists it: indented, on one line."""
+    return f"  [{problem.kind}] {problem.split}: {' '.join(problem.message.split())}"
+
+
 def format_problems(problems: list[Problem], limit: int = 20) -> str:
-    lines = [f"[{p.kind}] {p.split}: {p.message}" for p in problems[:limit]]
+    """The first ``limit`` problems, one a line (as ``check_data`` lists them)."""
+    lines = [problem_line(p) for p in problems[:limit]]
     if len(problems) > limit:
-        lines.append(f"... and {len(problems) - limit} more.")
-    return " ".join(lines)
+        lines.append(f"  ... and {len(problems) - limit} more.")
+    return "\n".join(lines)
 
 
 def _min_med_max(values: np.ndarray, mean: bool = False) -> str:
@@ -406,20 +412,14 @@ def format_report(report: Report, limit: int = 50) -> str:
     out.extend(report.notes)
     if report.skipped:
         out.append(f"Skipped (data.on_bad_image=skip): {len(report.skipped)} image(s)")
-        for p in report.skipped[:limit]:
-            out.append(f"  [{p.kind}] {p.split}: {p.message}")
-        if len(report.skipped) > limit:
-            out.append(f"  ... and {len(report.skipped) - limit} more.")
+        out.append(format_problems(report.skipped, limit))
     if report.problems:
         counts: dict[str, int] = {}
         for p in report.problems:
             counts[p.kind] = counts.get(p.kind, 0) + 1
         out.append(f"Problems: {len(report.problems)} ("
                    + ", ".join(f"{n} {k}" for k, n in counts.items()) + ")")
-        for p in report.problems[:limit]:
-            out.append(f"  [{p.kind}] {p.split}: {p.message}")
-        if len(report.problems) > limit:
-            out.append(f"  ... and {len(report.problems) - limit} more.")
+        out.append(format_problems(report.problems, limit))
     else:
         out.append("Problems: none. OK")
     return "\n".join(out)

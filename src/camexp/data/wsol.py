@@ -253,8 +253,8 @@ class WSOLDataModule(L.LightningDataModule):
                     "out (each is logged once)." if bad_images and self.on_bad_image == "error"
                     else "")
             raise DatasetError(
-                f"{len(shown)} problem(s) in {tables.description}, found before training: "
-                f"{format_problems(shown, limit=20)} Fix them, then run python -m "
+                f"{len(shown)} problem(s) in {tables.description}, found before training:\n"
+                f"{format_problems(shown, limit=20)}\nFix them, then run python -m "
                 f"camexp.check_data data=... for the full report.{hint}"
             )
         if bad_images:

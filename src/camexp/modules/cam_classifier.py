@@ -232,7 +232,8 @@ class CAMClassifier(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         optim = self.optim
         groups = [
-            {"params": self.net.trunk_parameters(), "lr": optim["lr"]},
-            {"params": self.net.new_parameters(), "lr": optim["lr"] * optim["head_lr_mult"]},
+            {"params": self.net.trunk_parameters(), "lr": optim["lr"], "name": "trunk"},
+            {"params": self.net.new_parameters(), "lr": optim["lr"] * optim["head_lr_mult"],
+             "name": "head"},
         ]
         return build_optimizer(self.net, groups, optim)
