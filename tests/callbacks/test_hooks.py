@@ -50,7 +50,9 @@ def test_the_walk_finds_the_callbacks_and_modules() -> None:
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda cls: cls.__name__)
 def test_each_overridden_hook_is_marked_and_typed(cls: type) -> None:
     hooks = _overridden(cls)
-    assert hooks, f"{cls.__name__} overrides no Lightning hook"
+    # a class with no hook of its own inherits them from a camexp class (TimmClassifier)
+    inherited = any(_overridden(base) for base in cls.__mro__[1:] if base.__module__.startswith("camexp"))
+    assert hooks or inherited, f"{cls.__name__} overrides no Lightning hook"
     for name, member in hooks.items():
         function = getattr(member, "__func__", member)
         assert getattr(function, "__override__", False), f"{cls.__name__}.{name} lacks @override"

@@ -38,7 +38,7 @@ def test_unknown_added_keys_are_refused_or_warned_with_the_group_keys(tmp_path: 
     listed = warning.split("localization has: ")[1].split(". ")[0].split(", ")
     assert {"cam_curve_interval", "center_baseline", "iou_thresholds", "method"} <= set(listed)
     assert listed == sorted(listed)
-    assert "+model.optim.lr_mult=2 adds the key" in out and "model.optim has: head_lr_mult, lr" in out
+    assert "+model.optim.lr_mult=2 adds the key" in out and "model.optim has: betas, eps, head_lr_mult, lr" in out
     # a key the trainer takes, and one a camexp tool reads, are not warned about
     assert "profiler" not in out and "paper_preset" not in out
 

@@ -283,16 +283,21 @@ def test_transformer_runs_are_compared_under_their_papers_own_box_rule(tmp_path:
                                    "localization": {"method": "cam", "box_rule": rule}}, metrics,
                  experiment="transformer_cub_deit_small")
     lines = make_report(tmp_path)
-    assert {line["run"] for line in lines if line["row"] == "TS-CAM DeiT-S"} == {"own"}
-    gt_known = _line(lines, "CUB since 2021", "TS-CAM DeiT-S", "test/gt_known_loc")
+    rows = [line for line in lines if line["row"] == "TS-CAM DeiT-S"]
+    own = {line["metric"]: line for line in rows if line["run"] == "own"}
+    gt_known = own["test/gt_known_loc"]
     assert (gt_known["paper"], gt_known["ours"], gt_known["diff"]) == (87.7, 85.5, pytest.approx(-2.2))
-    top1 = _line(lines, "CUB since 2021", "TS-CAM DeiT-S", "test/acc_top1_pct")
-    assert (top1["paper"], top1["ours"]) == (80.3, pytest.approx(80.0))
+    assert (own["test/acc_top1_pct"]["paper"], own["test/acc_top1_pct"]["ours"]) == (80.3, pytest.approx(80.0))
     for metric, value in (("test/MaxBoxAccV2", 66.0), ("test/PxAP", 71.0)):
-        beside = _line(lines, "CUB since 2021", "TS-CAM DeiT-S", metric)
-        assert (beside["paper"], beside["ours"], beside["diff"], beside["status"]) == (None, value, None, "camexp only")
+        beside = own[metric]
+        assert (beside["paper"], beside["ours"], beside["diff"], beside["status"]) == (None, value, None, "ok")
+    # a run scored under another rule (or none) is listed, its own-rule numbers not compared
+    for run in ("other", "none"):
+        found = {line["metric"]: line for line in rows if line["run"] == run}
+        for metric in ("test/top1_loc", "test/top5_loc", "test/gt_known_loc"):
+            assert (found[metric]["ours"], found[metric]["status"]) == (None, "other box rule")
     report = (tmp_path / "report" / "report.md").read_text()
-    assert "| TS-CAM DeiT-S | transformer_cub_deit_small | test/MaxBoxAccV2 |  | 66.00 |  | `own` | camexp only |" in report
+    assert "| TS-CAM DeiT-S | transformer_cub_deit_small | test/MaxBoxAccV2 | not published | 66.00 |  |  | `own` | ok |" in report
     # the other transformer rows of the table are listed as missing with their recipes
     sat = _line(lines, "CUB since 2021", "SAT DeiT-S", "test/gt_known_loc")
     assert (sat["status"], sat["preset"]) == ("missing", "transformer_cub_deit_small method=sat")

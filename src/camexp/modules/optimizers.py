@@ -50,8 +50,10 @@ def build_optimizer(net: nn.Module, groups: Iterable[dict[str, Any]],
         params = list(group["params"])
         decayed = [p for p in params if id(p) not in skip]
         kept = [p for p in params if id(p) in skip]
+        # named apart: the learning-rate monitor names its curves by group (lr-AdamW/trunk, ...)
+        kept_name = {"name": f"{group['name']}_no_decay"} if "name" in group else {}
         split += [{**group, "params": decayed, "weight_decay": optim["weight_decay"]},
-                  {**group, "params": kept, "weight_decay": 0.0}]
+                  {**group, **kept_name, "params": kept, "weight_decay": 0.0}]
     return torch.optim.AdamW([group for group in split if group["params"]], lr=optim["lr"],
                              betas=tuple(optim.get("betas", (0.9, 0.999))),
                              eps=float(optim.get("eps", 1e-8)), weight_decay=optim["weight_decay"])

@@ -3,9 +3,8 @@
 A run gets the rows whose description matches what its config says it ran (the format and
 the fields are documented at the top of the yaml): the dataset, the backbone (``model.arch``),
 the training method and the pooling, as :func:`camexp.report.field_table.cell_of` reads them;
-the scored map (``localization.method``); the row's other deciding settings (e.g.
-``data.split``); and for a row scored with its paper's own box rule (``box``), the run's
-``localization.box_rule`` agreeing with every part of it the row states (like with like). An eval run is described by its checkpoint's training run plus its own data
+the scored map (``localization.method``); and the row's other deciding settings (e.g.
+``data.split``). An eval run is described by its checkpoint's training run plus its own data
 and localization settings. ``+paper_preset=<recipe>`` on a run names the rows of one recipe
 instead. The field's rows (source ``choe2020``) take only training runs under the field's
 protocol, as the field's table does (:func:`camexp.report.field_table.off_protocol` lists
@@ -122,22 +121,6 @@ def _same(expected: Any, found: Any) -> bool:
     return str(found) == str(expected)
 
 
-# what a run's localization.box_rule means where it leaves a part out
-BOX_DEFAULTS = {"iou": 0.5, "resize": "bicubic", "gt_known_map": "ground_truth"}
-
-
-def _box_agrees(box: Mapping[str, Any] | None, configs: Sequence[Mapping[str, Any]]) -> bool:
-    """Whether the run scored its own-rule numbers with the row's box rule (each part the row
-    states; a row without ``box`` needs none)."""
-    if not box:
-        return True
-    rule = _setting(configs, "localization.box_rule")
-    if not isinstance(rule, Mapping):
-        return False
-    return all(value is None or _same(value, rule.get(key, BOX_DEFAULTS.get(key)))
-               for key, value in box.items())
-
-
 def rows_of_run(config: Mapping[str, Any], path: Path, rows: Sequence[PaperRow]) -> list[PaperRow]:
     """The published rows that describe the run of ``config`` (see the module docstring)."""
     named = config.get("paper_preset")
@@ -162,8 +145,7 @@ def rows_of_run(config: Mapping[str, Any], path: Path, rows: Sequence[PaperRow])
             if (protocol or row.source != FIELD_SOURCE) and row.dataset == facts["dataset"] and row.method == facts["method"]
             and row.maps == facts["maps"]
             and row.backbone in (None, facts["backbone"]) and row.pooling in (None, facts["pooling"])
-            and all(_same(value, _setting(configs, key)) for key, value in row.settings.items())
-            and _box_agrees(row.box, configs)]
+            and all(_same(value, _setting(configs, key)) for key, value in row.settings.items())]
 
 
 def attach_published(runs: Sequence[Run], rows: Sequence[PaperRow]) -> None:
