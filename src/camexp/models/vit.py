@@ -30,6 +30,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from camexp.core.errors import ConfigError, WeightsError
+from camexp.models.weights import load_same_shapes
 
 
 @dataclass(frozen=True)
@@ -182,13 +183,7 @@ def load_vit_state(vit: nn.Module, state: Mapping[str, Tensor], source: str) -> 
             "deit_small, deit_base) against the file, and model.weights_path."
         )
     resample_position(state, vit)
-    for key, value in own.items():
-        if state[key].shape != value.shape:
-            raise WeightsError(
-                f"{source}: parameter {key} has shape {tuple(state[key].shape)} but the network "
-                f"expects {tuple(value.shape)}. Check that model.arch matches the file."
-            )
-    vit.load_state_dict({key: state[key] for key in own}, strict=True)
+    load_same_shapes(vit, state, source)
 
 
 def download_vit_state(arch: ViTArch) -> dict[str, Tensor]:

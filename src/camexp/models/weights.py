@@ -13,12 +13,15 @@ from __future__ import annotations
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from camexp.core.errors import WeightsError, load_failure
-from camexp.models.backbones import BackboneSpec
+
+if TYPE_CHECKING:  # backbones' transformer entries import this module
+    from camexp.models.backbones import BackboneSpec
 
 
 def download_imagenet_state_dict(spec: BackboneSpec) -> dict[str, Tensor]:
@@ -89,10 +92,17 @@ def load_trunk_state(trunk: nn.Module, state: Mapping[str, Tensor], source: str)
             f"{missing_in_file[:3]}. It is not a state dict of this torchvision architecture: "
             "check model.arch and model.weights_path."
         )
+    load_same_shapes(trunk, state, source)
+
+
+def load_same_shapes(module: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """Load ``module``'s parameters from ``state`` (which holds every one of them), refusing
+    one of another shape with a paragraph that names it."""
+    own = module.state_dict()
     for key, value in own.items():
         if state[key].shape != value.shape:
             raise WeightsError(
                 f"{source}: parameter {key} has shape {tuple(state[key].shape)} but the network "
                 f"expects {tuple(value.shape)}. Check that model.arch matches the file."
             )
-    trunk.load_state_dict({key: state[key] for key in own}, strict=True)
+    module.load_state_dict({key: state[key] for key in own}, strict=True)

@@ -21,7 +21,7 @@ from camexp.core.errors import ConfigError, WeightsError
 from camexp.maps.target_layers import timm_default
 from camexp.models.vit import read_weights_file, resample_position
 from camexp.models.weights import read_state_dict
-from camexp.modules.torchvision_classifier import TorchvisionClassifier
+from camexp.modules.torchvision_classifier import TorchvisionClassifier, load_whole_state
 
 
 def timm_models() -> list[str]:
@@ -62,16 +62,8 @@ def build_timm(name: str, num_classes: int, weights_path: str | None = None,
             ) from error
         source = f"timm's pretrained {name}"
     resample_position(state, net)
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or mismatched:
-        raise WeightsError(
-            f"{source} does not fit timm's {name} with model.num_classes={num_classes}: missing "
-            f"{missing[:3]}, other shape {[(k, tuple(state[k].shape)) for k in mismatched[:3]]}. "
-            "Check model.name and data.num_classes."
-        )
-    net.load_state_dict({k: state[k] for k in own}, strict=True)
+    load_whole_state(net, state, f"{source} does not fit timm's {name} with model.num_classes={num_classes}",
+                     "Check model.name and data.num_classes.")
     return net.eval()
 
 

@@ -42,6 +42,18 @@ def _densenet_forward(self, x: Tensor) -> Tensor:
     return self.classifier(torch.flatten(out, 1))
 
 
+def load_whole_state(net: nn.Module, state: dict[str, Tensor], what: str, fix: str) -> None:
+    """Load every entry of ``net`` from ``state`` by name; ``what`` (which file does not fit
+    which network) and ``fix`` make the paragraph naming the missing and mis-shaped entries."""
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or mismatched:
+        raise WeightsError(f"{what}: missing {missing[:3]}, other shape "
+                           f"{[(k, tuple(state[k].shape)) for k in mismatched[:3]]}. {fix}")
+    net.load_state_dict({k: state[k] for k in own}, strict=True)
+
+
 def build_torchvision(name: str, num_classes: int, weights: str = "DEFAULT",
                       weights_path: str | None = None) -> tuple[nn.Module, object]:
     """torchvision model ``name`` with ``num_classes`` outputs and its weights loaded; returns
@@ -75,16 +87,9 @@ def build_torchvision(name: str, num_classes: int, weights: str = "DEFAULT",
                 f"{error}. On a machine without internet, download that file elsewhere and pass "
                 f"model.weights_path=/path/to/{filename}."
             ) from error
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    mismatched = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or mismatched:
-        raise WeightsError(
-            f"{source} does not fit torchvision's {name} with model.num_classes={num_classes}: "
-            f"missing {missing[:3]}, other shape {[(k, tuple(state[k].shape)) for k in mismatched[:3]]}. "
-            "Check model.name and data.num_classes (torchvision's ImageNet weights have 1000 classes)."
-        )
-    net.load_state_dict({k: state[k] for k in own}, strict=True)
+    load_whole_state(net, state, f"{source} does not fit torchvision's {name} with model.num_classes="
+                     f"{num_classes}", "Check model.name and data.num_classes (torchvision's ImageNet "
+                     "weights have 1000 classes).")
     if name.startswith("densenet"):
         net.forward = types.MethodType(_densenet_forward, net)
     return net.eval(), member
