@@ -4,6 +4,7 @@ architecture."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,30 @@ def test_backbone_settings_are_the_transformers_and_an_unknown_one_is_named() ->
         build_network("minivit", num_classes=2, backbone={"img_size": 60})
     with pytest.raises(ConfigError, match=r"built for 32x32 images .*data.crop_size=32"):
         build_network("minivit", num_classes=2, backbone={"img_size": 32})(torch.zeros(1, 3, 40, 40))
+
+
+def test_every_pooling_pools_the_transformers_class_maps() -> None:
+    """model.pool on a transformer: LSE and GMP pool the head's class maps as GAP does; WILDCAT's
+    head gives its several maps per class, and each class's map is their mean."""
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 32, 32)
+    for pool, settings in (("gmp", {}), ("lse", {"pool_r": 4.0}),
+                           ("wildcat", {"pool_maps": 3, "pool_k_max": 2, "pool_k_min": 1, "pool_alpha": 0.5})):
+        net = build_network("minivit", num_classes=4, pool=pool, pool_settings=settings,
+                            backbone={"img_size": 32}).eval()
+        with torch.no_grad():
+            maps = net.features(images)
+            logits = net.classify(maps)
+            cams = net.cams(maps, torch.tensor([[1, 3], [0, 2]]))
+        per_class = maps.view(2, 4, -1, *maps.shape[-2:]).mean(dim=2)
+        assert maps.shape[1] == 4 * (3 if pool == "wildcat" else 1) and logits.shape == (2, 4)
+        torch.testing.assert_close(cams[0], per_class[0, [1, 3]])
+        flat = per_class.flatten(2)
+        if pool == "gmp":
+            torch.testing.assert_close(logits, flat.amax(dim=2))
+        elif pool == "lse":
+            expected = torch.logsumexp(4.0 * flat, dim=2) / 4.0 - math.log(flat.shape[2]) / 4.0
+            torch.testing.assert_close(logits, expected)
+        else:
+            ordered = flat.sort(dim=2, descending=True).values
+            torch.testing.assert_close(logits, (ordered[..., :2].mean(2) + 0.5 * ordered[..., -1:].mean(2)) / 2)
