@@ -42,7 +42,7 @@ def test_paper_fraction_sweep_evaluates_one_checkpoint_without_retraining(tmp_pa
     train(cfg)
     ckpt = tmp_path / "train" / "checkpoints" / "last.ckpt"
     before = ckpt.stat().st_mtime_ns
-    result = _cli("camexp.eval", "-m", f"ckpt_path={ckpt}", "localization.paper_fraction=0.1,0.2,0.3",
+    result = _cli("camexp.eval", "-m", f"ckpt_path={ckpt}", "localization.paper_fraction=0.1,0.2,0.3", "tags=[thresholds]",
                   *TINY_SYNTHETIC, "callbacks.cam_pictures.num_images=0", "trainer.enable_progress_bar=false",
                   "localization.cam_curve_interval=0.01", f"paths.data_dir={data_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -432,8 +432,8 @@ def test_ddp_trials_use_the_same_values_on_both_ranks(tmp_path: Path, data_dir: 
                                                        method_conf: Path) -> None:
     done = _cli(tmp_path, "-m", "--config-dir", str(method_conf), "--config-name", CONFIG_NAME,
                 "hparams_search=wsol", "method=adl", "hydra.sweeper.n_trials=2",
-                # the sampler's seed 2 draws 1e9 (the trial diverges on both ranks) then 0.05
-                "model.optim.lr=choice(1e9,0.05)", "hydra.sweeper.sampler.seed=2",
+                # the sampler's seed 7 draws 1e9 (the trial diverges on both ranks) then 0.05
+                "model.optim.lr=choice(1e9,0.05)", "hydra.sweeper.sampler.seed=7",
                 "trainer.devices=2", "+trainer.strategy=ddp",
                 "+callbacks.record._target_=tests.helpers.search.RecordHparams",
                 "+callbacks.record.output_dir=${paths.output_dir}", "+callbacks.record.method=${method}",

@@ -296,8 +296,10 @@ def settings_that_differ(path: str | Path, configured: dict[str, Any]) -> str:
     configured``; "" when none."""
     stored = _flat(checkpoint_hyperparameters(path))
     configured = _flat(configured)
+    # a setting stored as None that the config leaves out (model.backbone on a CNN) is the same
     differ = [key for key in sorted(set(stored) | set(configured))
               if key.split(".")[0] not in INIT_ONLY
+              and not (stored.get(key) is None and key not in configured)
               and not same_setting(key, stored.get(key, "<unset>"), configured.get(key, "<unset>"))]
     return "; ".join(f"model.{key}: {stored.get(key, '<unset>')!r} in the checkpoint, "
                      f"{configured.get(key, '<unset>')!r} configured" for key in differ[:12])
