@@ -51,7 +51,7 @@ def readme_demo_column() -> tuple[dict[str, list[float]], str]:
             break
         cells = [cell.strip() for cell in line.strip("|").split("|")]
         table[cells[0]] = [float(v) for v in re.findall(r"\d+(?:\.\d+)?", cells[1])]
-    kernels = re.search(r"torch CPU kernels `(\w+)`", text)
+    kernels = re.search(r"torch CPU kernels\s+`(\w+)`", text)
     assert kernels, "the README names the CPU kernels its demo numbers were measured with"
     return table, kernels.group(1)
 
