@@ -125,7 +125,8 @@ class CAMNet(nn.Module):
         if external is not None and not is_camnet_file:
             load_trunk_state(self.trunk, external, f"Weights file {weights_path}")
         elif pretrained and external is None:
-            load_trunk_state(self.trunk, download_imagenet_state_dict(spec), str(spec.imagenet_weights))
+            state = download_imagenet_state_dict(spec.name, spec.imagenet_weights)
+            load_trunk_state(self.trunk, state, str(spec.imagenet_weights))
 
         if is_camnet_file:
             self._load_camnet_state(external, weights_path)

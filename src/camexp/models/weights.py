@@ -13,23 +13,20 @@ from __future__ import annotations
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+from torchvision.models import WeightsEnum
 
 from camexp.core.errors import WeightsError, load_failure
 
-if TYPE_CHECKING:  # backbones' transformer entries import this module
-    from camexp.models.backbones import BackboneSpec
 
-
-def download_imagenet_state_dict(spec: BackboneSpec) -> dict[str, Tensor]:
-    """torchvision's ImageNet state dict for ``spec`` (from torch hub's cache, or downloaded)."""
-    weights = spec.imagenet_weights
+def download_imagenet_state_dict(name: str, weights: WeightsEnum | None) -> dict[str, Tensor]:
+    """torchvision's ImageNet ``weights`` of backbone ``name`` (from torch hub's cache, or
+    downloaded)."""
     if weights is None:
         raise WeightsError(
-            f"model.pretrained=true, but backbone '{spec.name}' has no ImageNet weights. "
+            f"model.pretrained=true, but backbone '{name}' has no ImageNet weights. "
             "Set model.pretrained=false to train it from scratch."
         )
     try:
@@ -37,7 +34,7 @@ def download_imagenet_state_dict(spec: BackboneSpec) -> dict[str, Tensor]:
     except Exception as error:  # URLError, HTTPError, OSError, hash mismatch: all say the same
         filename = weights.url.rsplit("/", 1)[-1]
         raise WeightsError(
-            f"Could not get the ImageNet weights of '{spec.name}' ({weights}) from {weights.url}: "
+            f"Could not get the ImageNet weights of '{name}' ({weights}) from {weights.url}: "
             f"{error}. On a machine without internet, download that file elsewhere and point "
             f"camexp at it with model.weights_path=/path/to/{filename} (torch hub's cache, "
             f"{torch.hub.get_dir()}/checkpoints/, is also searched)."

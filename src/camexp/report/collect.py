@@ -6,16 +6,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from camexp.core.errors import UserError
+from camexp.report.paper_row import PaperRow
 from camexp.runs.folder import START_FAILED
 from camexp.runs.ledger import ledger_counts, read_test_record
-
-if TYPE_CHECKING:
-    from camexp.report.published import PaperRow
 
 
 @dataclass

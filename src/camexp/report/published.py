@@ -17,7 +17,6 @@ with a run scored under the same rule (``localization.box_rule``, :func:`same_bo
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,35 +25,13 @@ import yaml
 from camexp.core.errors import UserError
 from camexp.report.collect import Run, read_run
 from camexp.report.field_table import FIELD_SOURCE, cell_of, off_protocol, training_config
+from camexp.report.paper_row import PaperRow
 from camexp.runs.info import training_run_folder
 
 PUBLISHED = Path(__file__).resolve().parents[3] / "conf" / "published.yaml"
 
 REQUIRED = ("source", "table", "row", "dataset", "method", "metrics")
 OPTIONAL = ("backbone", "pooling", "maps", "settings", "recipe", "box")
-
-
-@dataclass(frozen=True)
-class PaperRow:
-    """One published row: where it comes from, what it describes, its numbers (metric -> value)."""
-
-    table: str
-    row: str
-    metrics: dict[str, float]
-    source: str = ""
-    dataset: str = ""
-    backbone: str | None = None
-    method: str = ""
-    pooling: str | None = None
-    maps: str = "cam"
-    settings: dict[str, Any] = field(default_factory=dict)
-    recipe: str | None = None
-    box: dict[str, Any] | None = None
-
-    @property
-    def preset(self) -> str:
-        """The recipe, shown in the report's ``preset`` column for rows without a run."""
-        return self.recipe or ""
 
 
 def _bad(path: Path, where: str, problem: str) -> UserError:
