@@ -65,6 +65,18 @@ def conditions() -> str:
             f"({torch.backends.cpu.get_cpu_capability()} kernels), {torch.get_num_threads()} threads")
 
 
+def interleaved_rates(built: dict, batch: dict, rounds: int, steps: int) -> dict[str, list[float]]:
+    """Steps per second of each built ``(module, optimizer)``, one warm-up each, then ``rounds``
+    interleaved rounds of ``steps`` steps (so a change of load touches every method alike)."""
+    for module, optimizer in built.values():
+        steps_per_second(module, optimizer, batch, 2)
+    rates: dict[str, list[float]] = {name: [] for name in built}
+    for _ in range(rounds):
+        for name, (module, optimizer) in built.items():
+            rates[name].append(steps_per_second(module, optimizer, batch, steps))
+    return rates
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=20)
@@ -83,12 +95,7 @@ def main() -> None:
              "label": torch.randint(0, args.classes, (args.batch_size,), generator=generator)}
     before = conditions()
     built = {name: make(config, args.arch, args.classes, args.width) for name, config in METHODS.items()}
-    for module, optimizer in built.values():  # warm-up
-        steps_per_second(module, optimizer, batch, 2)
-    rates: dict[str, list[float]] = {name: [] for name in METHODS}
-    for _ in range(args.rounds):
-        for name, (module, optimizer) in built.items():
-            rates[name].append(steps_per_second(module, optimizer, batch, args.steps))
+    rates = interleaved_rates(built, batch, args.rounds, args.steps)
     cam = statistics.median(rates["cam"])
     print(f"training step per method, {args.arch} net, batch {args.batch_size}, {args.size} px, "
           f"{torch.get_num_threads()} threads, median of {args.rounds} rounds x {args.steps} steps")

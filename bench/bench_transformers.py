@@ -20,13 +20,13 @@ import argparse
 import os
 import platform
 import statistics
-import time
 from types import SimpleNamespace
 
 import timm
 import torch
 
-from bench_methods import steps_per_second
+from bench_methods import interleaved_rates
+from bench_posthoc import timed
 from camexp.data.transforms import normalize_images
 from camexp.maps.registry import map_source
 from camexp.modules.cam_classifier import CAMClassifier
@@ -48,17 +48,6 @@ def make(method: dict, arch: str, size: int, classes: int) -> tuple[CAMClassifie
     return module, module.configure_optimizers()
 
 
-def timed(function, rounds: int) -> float:
-    """Median seconds of ``rounds`` calls after one warm-up call."""
-    function()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def conditions() -> str:
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     return (f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
@@ -67,12 +56,7 @@ def conditions() -> str:
 
 def training_costs(args, batch: dict) -> None:
     built = {name: make(config, args.arch, args.size, args.classes) for name, config in METHODS.items()}
-    for module, optimizer in built.values():  # warm-up
-        steps_per_second(module, optimizer, batch, 2)
-    rates: dict[str, list[float]] = {name: [] for name in METHODS}
-    for _ in range(args.rounds):
-        for name, (module, optimizer) in built.items():
-            rates[name].append(steps_per_second(module, optimizer, batch, args.steps))
+    rates = interleaved_rates(built, batch, args.rounds, args.steps)
     cam = statistics.median(rates["cam"])
     print(f"training step per method, {args.arch}, batch {args.batch_size}, {args.size} px, AdamW, "
           f"median of {args.rounds} interleaved rounds x {args.steps} steps")
