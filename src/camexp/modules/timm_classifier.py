@@ -13,9 +13,7 @@ the last block's first LayerNorm.
 from __future__ import annotations
 
 import lightning as L
-import torch
 from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 from camexp.core.errors import ConfigError, WeightsError
 from camexp.maps.target_layers import timm_default
@@ -86,15 +84,8 @@ class TimmClassifier(TorchvisionClassifier):
         config = self.net.pretrained_cfg
         self.weights_member = f"timm's {name}"
         self.network_name = f"timm's {name}"
-        self.register_buffer("mean", torch.tensor(config["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(config["std"]).view(1, 3, 1, 1), persistent=False)
-        self.crop_size = int(img_size or config["input_size"][-1])
-        self.checked_size = False
-        top_k = min(5, num_classes)
-        self.metrics = nn.ModuleDict({
-            f"test_{n}": MulticlassAccuracy(num_classes, top_k=k, average="micro")
-            for n, k in (("acc_top1", 1), ("acc_top5", top_k))
-        })
+        self._prepare_test(config["mean"], config["std"], int(img_size or config["input_size"][-1]),
+                           num_classes)
 
     def default_target_layer(self) -> str | None:
         return timm_default(self.net)

@@ -12,6 +12,7 @@ picture (docs/protocol.md); set ``data.eval_size`` to the enum's crop size (224 
 from __future__ import annotations
 
 import types
+from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
@@ -113,9 +114,15 @@ class TorchvisionClassifier(L.LightningModule):
         self.net, self.weights_member = build_torchvision(name, num_classes, weights, weights_path)
         self.network_name = f"torchvision's {name}"
         preset = self.weights_member.transforms()
-        self.register_buffer("mean", torch.tensor(preset.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(preset.std).view(1, 3, 1, 1), persistent=False)
-        self.crop_size = int(preset.crop_size[0])
+        self._prepare_test(preset.mean, preset.std, int(preset.crop_size[0]), num_classes)
+
+    def _prepare_test(self, mean: Sequence[float], std: Sequence[float], crop_size: int,
+                      num_classes: int) -> None:
+        """The normalization and input size the weights were trained with, and the test's
+        top-1 / top-5 accuracies."""
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        self.crop_size = crop_size
         self.checked_size = False
         top_k = min(5, num_classes)
         self.metrics = nn.ModuleDict({
