@@ -1,5 +1,6 @@
-"""Networks for tests: VGG16 without its FC layers (the same trunk, seconds faster), and a
-forward pass on the meta device (shapes without arithmetic)."""
+"""Networks for tests: VGG16 without its FC layers (the same trunk, seconds faster), a
+forward pass on the meta device (shapes without arithmetic), and a transformer block's attention
+computed directly."""
 
 from __future__ import annotations
 
@@ -22,3 +23,13 @@ def meta_forward(net: torch.nn.Module, size: int = 224, batch: int = 2):
     images = torch.empty(batch, 3, size, size, device="meta")
     labels = torch.zeros(batch, dtype=torch.long, device="meta")
     return net.method.forward(net, images, labels)
+
+
+def qk_attention(block: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) of ``block`` for its input ``tokens``, from its own qkv layer."""
+    attn = block.attn
+    normed = block.norm1(tokens)
+    batch, count, width = normed.shape
+    qkv = attn.qkv(normed).reshape(batch, count, 3, attn.num_heads, width // attn.num_heads)
+    q, k = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)
+    return torch.softmax(q @ k.transpose(-2, -1) / (width // attn.num_heads) ** 0.5, dim=-1)

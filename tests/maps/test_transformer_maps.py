@@ -23,13 +23,7 @@ from camexp.maps.target_layers import timm_default, torchvision_default
 from camexp.models.networks import build_network
 from tests.helpers.configs import TINY_SYNTHETIC, compose_config
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny_timm_vit(classes: int = 5) -> torch.nn.Module:

@@ -11,20 +11,14 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 from camexp.models.backbones import BACKBONES
 from tests.helpers.models import vgg16_without_fc
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on these small tensors a second thread only adds OpenMP barriers,
-    which cost ~10 ms per op on a loaded 2-core machine (3 us with one thread)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def every_method_test_on_one_thread(one_thread):
+    """Every method test runs on one intra-op thread (``one_thread``, tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -13,16 +13,7 @@ from camexp.methods.sat import SAT, area_loss, gaussian_kernel, normalization_lo
 from camexp.methods.scm import SCM, DiffusionLayer, grid_laplacian, newton_schulz_inverse
 from camexp.methods.tscam import TSCAM
 from camexp.models.networks import build_network
-
-
-def _qk_attention(block: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) of ``block`` for its input ``tokens``, from its own qkv layer."""
-    attn = block.attn
-    normed = block.norm1(tokens)
-    batch, count, width = normed.shape
-    qkv = attn.qkv(normed).reshape(batch, count, 3, attn.num_heads, width // attn.num_heads)
-    q, k = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)
-    return torch.softmax(q @ k.transpose(-2, -1) / (width // attn.num_heads) ** 0.5, dim=-1)
+from tests.helpers.models import qk_attention
 
 
 def _block_inputs(net) -> dict[int, torch.Tensor]:
@@ -47,7 +38,7 @@ def test_tscam_map_is_the_summed_class_token_attention_times_the_class_map() -> 
         outputs = method.forward(net, images, torch.tensor([1, 4]))
         classes = torch.tensor([[1, 2], [4, 0]])
         maps = method.maps(net, outputs, classes)
-        weights = [_qk_attention(block, inputs[i]) for i, block in enumerate(net.trunk.vit.blocks)]
+        weights = [qk_attention(block, inputs[i]) for i, block in enumerate(net.trunk.vit.blocks)]
     # the mean over heads, the sum over the 12 blocks, the class token's row at the 4x4 patches
     attention = torch.stack(weights).mean(dim=2).sum(dim=0)[:, 0, 1:].reshape(2, 1, 4, 4)
     features = outputs["features"]

@@ -17,24 +17,9 @@ from camexp.models.backbones import BACKBONES, Point
 from camexp.models.networks import backbone_settings, build_network
 from camexp.models.vit import VIT_ARCHS, token_layout
 from camexp.models.vit_net import ViTCAMNet
+from tests.helpers.models import qk_attention
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _qk_attention(block: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) of ``block`` for its input ``tokens``, from its own qkv layer."""
-    attn = block.attn
-    normed = block.norm1(tokens)
-    batch, count, width = normed.shape
-    qkv = attn.qkv(normed).reshape(batch, count, 3, attn.num_heads, width // attn.num_heads)
-    q, k = qkv[:, :, 0].transpose(1, 2), qkv[:, :, 1].transpose(1, 2)
-    return torch.softmax(q @ k.transpose(-2, -1) / (width // attn.num_heads) ** 0.5, dim=-1)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_deit_network_is_timms_architecture_with_the_patch_grid_and_a_class_map_head() -> None:
@@ -95,7 +80,7 @@ def test_attention_taps_give_softmax_qk_before_dropout_and_leave_the_output_unch
             assert not any(m.fused_attn for m in taps.modules)
             unfused = net(images)
         weights = taps.stacked()
-        expected = [_qk_attention(block, inputs[i]) for i, block in enumerate(vit.blocks)]
+        expected = [qk_attention(block, inputs[i]) for i, block in enumerate(vit.blocks)]
     assert all(m.fused_attn for m in taps.modules)
     torch.testing.assert_close(unfused, fused, atol=1e-5, rtol=0)
     assert len(weights) == 4 and weights[0].shape == (3, 3, 17, 17)
